@@ -1,0 +1,62 @@
+// minillm-info: print a model's config and its exact parameter count, per module.
+//   minillm-info --preset minimind2_small
+//   minillm-info --config path/to/config.json
+#include <CLI/CLI.hpp>
+#include <iomanip>
+#include <iostream>
+
+#include <minillm/model.hpp>
+
+int main(int argc, char** argv) {
+  CLI::App app{"Print a model's configuration and exact parameter count (total, and active per token for MoE)."};
+  std::string preset, config_path;
+  bool list = false, json_only = false;
+  auto* p = app.add_option("--preset", preset, "preset name (see --list)");
+  auto* c = app.add_option("--config", config_path, "HF-style config.json")->check(CLI::ExistingFile);
+  p->excludes(c);
+  app.add_flag("--list", list, "list presets and architectures, then exit");
+  app.add_flag("--json", json_only, "print only the resolved config as JSON");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (list) {
+      std::cout << "presets:";
+      for (const auto& n : minillm::preset_names()) std::cout << ' ' << n;
+      std::cout << "\narchitectures:";
+      for (const auto& n : minillm::architecture_names()) std::cout << ' ' << n;
+      std::cout << '\n';
+      return 0;
+    }
+    if (preset.empty() && config_path.empty()) {
+      std::cerr << "error: give --preset NAME or --config FILE (see --help)\n";
+      return 2;
+    }
+    minillm::ModelConfig cfg = preset.empty() ? minillm::load_config(config_path) : minillm::preset_config(preset);
+    cfg.architecture = minillm::resolve_architecture(cfg);
+    // Built on the meta device: shapes and counts without allocating or initialising weights.
+    auto model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
+    if (json_only) {
+      std::cout << nlohmann::json(model->config()).dump(2) << '\n';
+      return 0;
+    }
+    const auto report = minillm::report_parameters(model->module(), model->config());
+
+    std::cout << "architecture: " << model->architecture() << "\nconfig:\n"
+              << nlohmann::json(model->config()).dump(2) << "\n\n";
+    std::cout << std::left << std::setw(48) << "module" << std::right << std::setw(14) << "each" << std::setw(6) << "x"
+              << std::setw(16) << "total" << '\n';
+    for (const auto& g : report.groups)
+      std::cout << std::left << std::setw(48) << g.name << std::right << std::setw(14) << minillm::with_commas(g.each)
+                << std::setw(6) << g.count << std::setw(16) << minillm::with_commas(g.total()) << '\n';
+    if (model->config().tie_word_embeddings) std::cout << "(lm_head is tied to model.embed_tokens)\n";
+    std::cout << "\ntotal parameters: " << minillm::with_commas(report.total) << " (" << std::fixed
+              << std::setprecision(2) << report.total / 1e6 << "M)\n";
+    if (report.active_per_token != report.total)
+      std::cout << "active per token: " << minillm::with_commas(report.active_per_token) << " ("
+                << report.active_per_token / 1e6 << "M)\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 1;
+  }
+}

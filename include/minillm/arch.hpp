@@ -1,0 +1,82 @@
+// Architectures: one policy per slot. Adding one means adding a struct here and a line in
+// registry.hpp; nothing else in the library changes.
+#pragma once
+
+#include "minillm/attention/grouped_query.hpp"
+#include "minillm/ffn/gelu_mlp.hpp"
+#include "minillm/ffn/swiglu.hpp"
+#include "minillm/moe/mixture_of_experts.hpp"
+#include "minillm/norm/layer_norm.hpp"
+#include "minillm/norm/rms_norm.hpp"
+#include "minillm/position/none.hpp"
+#include "minillm/position/rope.hpp"
+
+namespace minillm::arch {
+
+// HF Llama; also MiniMind2 dense (same math: RMSNorm casts before the weight multiply).
+struct Llama {
+  static constexpr std::string_view name = "llama";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::off>;
+  using ffn = ffn::SwiGLU;
+};
+
+// HF Qwen3: Llama plus per-head QK-norm.
+struct Qwen3 {
+  static constexpr std::string_view name = "qwen3";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::on>;
+  using ffn = ffn::SwiGLU;
+};
+
+// MiniMind-3: Qwen3's shape with MiniMind's RMSNorm rounding (multiply in fp32, then cast).
+struct MiniMind3 {
+  static constexpr std::string_view name = "minimind3";
+  using norm = norm::RMSNormMiniMind3;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::on>;
+  using ffn = ffn::SwiGLU;
+};
+
+// MiniMind2 MoE: Llama blocks with routed + shared SwiGLU experts and per-sequence aux loss.
+struct MiniMind2MoE {
+  static constexpr std::string_view name = "minimind2_moe";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::off>;
+  using ffn = moe::MixtureOfExperts<moe::SoftmaxTopK<moe::AuxLoss::sequence>, ffn::SwiGLU>;
+};
+
+// MiniMind-3 MoE: MiniMind-3 blocks with routed experts and the batch-level aux loss.
+struct MiniMind3MoE {
+  static constexpr std::string_view name = "minimind3_moe";
+  using norm = norm::RMSNormMiniMind3;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::on>;
+  using ffn = moe::MixtureOfExperts<moe::SoftmaxTopK<moe::AuxLoss::batch>, ffn::SwiGLU>;
+};
+
+// HF Qwen3-MoE: Qwen3 blocks with routed experts and the batch-level aux loss.
+struct Qwen3MoE {
+  static constexpr std::string_view name = "qwen3_moe";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::on>;
+  using ffn = moe::MixtureOfExperts<moe::SoftmaxTopK<moe::AuxLoss::batch>, ffn::SwiGLU>;
+};
+
+// A classic pre-LN block for comparison: LayerNorm, no rotary positions (NoPE), GELU MLP.
+struct ClassicNoPE {
+  static constexpr std::string_view name = "classic_nope";
+  using norm = norm::LayerNorm;
+  using position = position::None;
+  using attention = attention::GroupedQuery<attention::QKNorm::off>;
+  using ffn = ffn::GeluMLP;
+};
+
+static_assert(Architecture<Llama> && Architecture<Qwen3> && Architecture<MiniMind3> && Architecture<MiniMind2MoE> &&
+              Architecture<MiniMind3MoE> && Architecture<Qwen3MoE> && Architecture<ClassicNoPE>);
+
+}  // namespace minillm::arch

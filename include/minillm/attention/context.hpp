@@ -1,0 +1,90 @@
+// What a block needs besides its input: position encodings, the attention mask, the KV cache hook
+// and the kernel choice. CausalLM builds one per forward and hands it to every layer.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "minillm/core/torch.hpp"
+
+namespace minillm {
+
+// Rotary tables for the query positions of one forward: cos and sin of shape (B, T, head_dim).
+// Undefined for architectures without rotary positions.
+struct PositionEncoding {
+  at::Tensor cos;
+  at::Tensor sin;
+};
+
+enum class AttentionKernel {
+  automatic,  // fused scaled-dot-product attention where LibTorch has one, else math
+  math,       // explicit matmul + softmax (the reference path; works on every LibTorch)
+  fused,      // LibTorch's SDPA op (2.x: scaled_dot_product_attention; 1.13: _scaled_dot_product_attention)
+};
+
+// Preallocated keys and values for every layer: (B, n_kv, capacity, head_dim) each. Layers append
+// the new tokens' keys/values at the current length and attend over everything cached; CausalLM
+// advances the length once all layers have run.
+class KVCache {
+ public:
+  KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t head_dim,
+          const at::TensorOptions& options)
+      : capacity_(capacity) {
+    if (num_layers <= 0 || batch <= 0 || num_kv_heads <= 0 || capacity <= 0 || head_dim <= 0)
+      throw std::invalid_argument("KVCache sizes must be positive (layers " + std::to_string(num_layers) +
+                                  ", batch " + std::to_string(batch) + ", kv heads " + std::to_string(num_kv_heads) +
+                                  ", capacity " + std::to_string(capacity) + ", head_dim " +
+                                  std::to_string(head_dim) + ")");
+    for (int64_t i = 0; i < num_layers; ++i) {
+      keys_.push_back(at::zeros({batch, num_kv_heads, capacity, head_dim}, options));
+      values_.push_back(at::zeros({batch, num_kv_heads, capacity, head_dim}, options));
+    }
+  }
+
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t batch() const { return keys_.front().size(0); }
+  int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
+
+  // Throws unless `new_tokens` more fit.
+  void check_room(int64_t new_tokens) const {
+    if (length_ + new_tokens > capacity_)
+      throw std::length_error("KV cache full: length (" + std::to_string(length_) + ") + new tokens (" +
+                              std::to_string(new_tokens) + ") exceeds capacity (" + std::to_string(capacity_) + ")");
+  }
+
+  // k, v: (B, n_kv, T, D) for the tokens after length(). Returns keys/values for [0, length() + T).
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v) {
+    const int64_t t = k.size(2);
+    check_room(t);
+    auto& kc = keys_.at(static_cast<size_t>(layer));
+    auto& vc = values_.at(static_cast<size_t>(layer));
+    kc.narrow(2, length_, t).copy_(k);
+    vc.narrow(2, length_, t).copy_(v);
+    return {kc.narrow(2, 0, length_ + t), vc.narrow(2, 0, length_ + t)};  // (B, n_kv, S, D)
+  }
+
+  void advance(int64_t new_tokens) {
+    check_room(new_tokens);
+    length_ += new_tokens;
+  }
+  void reset() { length_ = 0; }
+
+ private:
+  std::vector<at::Tensor> keys_, values_;
+  int64_t capacity_;
+  int64_t length_ = 0;
+};
+
+struct AttentionContext {
+  PositionEncoding position;
+  // Boolean (B, 1, T, S), true = may attend; already includes causality. Undefined means plain
+  // causal attention over S keys whose last T are the queries.
+  at::Tensor mask;
+  KVCache* cache = nullptr;
+  AttentionKernel kernel = AttentionKernel::automatic;
+};
+
+}  // namespace minillm

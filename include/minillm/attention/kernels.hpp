@@ -1,0 +1,63 @@
+// Scaled dot-product attention for grouped queries, two ways that must agree (tests/ check it):
+// an explicit math path that works on every LibTorch, and LibTorch's fused op where it exists.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "minillm/attention/context.hpp"
+#include "minillm/core/torch.hpp"
+
+namespace minillm::attention {
+
+// Bool (T, S): query i (absolute position S - T + i) may attend key j <= S - T + i.
+inline at::Tensor causal_mask(int64_t t, int64_t s, const at::Device& device) {
+  const auto rows = at::arange(t, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(1) + (s - t);
+  const auto cols = at::arange(s, at::TensorOptions().dtype(at::kLong).device(device)).unsqueeze(0);
+  return cols <= rows;
+}
+
+// q: (B, H, T, D); k, v: (B, Hkv, S, D) with H a multiple of Hkv (query head h uses kv head
+// h / (H / Hkv)); mask: bool (B, 1, T, S) or undefined for causal. Returns (B, H, T, D).
+inline at::Tensor attention_math(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const int64_t hkv = k.size(1), s = k.size(2), groups = h / hkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  // Grouping the query heads avoids materialising repeated keys/values.
+  const auto qg = q.reshape({b, hkv, groups * t, d});                       // (B, Hkv, g*T, D)
+  auto scores = at::matmul(qg, k.transpose(-2, -1)).view({b, hkv, groups, t, s}) * scale;  // (B, Hkv, g, T, S)
+  const auto allowed = mask.defined() ? mask.unsqueeze(2)                   // (B, 1, 1, T, S)
+                                      : causal_mask(t, s, q.device());      // (T, S)
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  const auto probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
+  return at::matmul(probs.view({b, hkv, groups * t, s}), v).view({b, h, t, d});  // (B, H, T, D)
+}
+
+inline at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  const int64_t t = q.size(2), s = k.size(2), groups = q.size(1) / k.size(1);
+  // is_causal aligns the diagonal to the top-left, so with cached keys (S > T) the mask is explicit.
+  const bool plain_causal = !mask.defined() && s == t;
+  at::Tensor m = mask;
+  if (!mask.defined() && s != t) m = causal_mask(t, s, q.device());
+#if MINILLM_TORCH_AT_LEAST(2, 5)
+  return at::scaled_dot_product_attention(q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
+                                          plain_causal, c10::nullopt, /*enable_gqa=*/groups > 1);
+#else
+  const auto kr = groups > 1 ? k.repeat_interleave(groups, 1) : k;  // (B, H, S, D)
+  const auto vr = groups > 1 ? v.repeat_interleave(groups, 1) : v;
+  const auto mo = m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt;
+#if MINILLM_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(q, kr, vr, mo, 0.0, plain_causal);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, kr, vr, mo, 0.0, false, plain_causal));
+#endif
+#endif
+}
+
+inline at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                         AttentionKernel kernel) {
+  if (kernel == AttentionKernel::math) return attention_math(q, k, v, mask);
+  return attention_fused(q, k, v, mask);
+}
+
+}  // namespace minillm::attention

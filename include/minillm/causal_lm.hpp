@@ -1,0 +1,216 @@
+// CausalLM: token embedding, decoder blocks, final norm and LM head (tied to the embedding or its
+// own), with the next-token cross-entropy loss (ignore index -100) plus any MoE aux loss.
+// Parameter names are HF's (model.embed_tokens.weight, model.layers.0.self_attn.q_proj.weight,
+// model.norm.weight, lm_head.weight) so checkpoints map one to one.
+#pragma once
+
+#include <vector>
+
+#include "minillm/block.hpp"
+#include "minillm/core/layers.hpp"
+#include "minillm/core/threads.hpp"
+
+namespace minillm {
+
+inline constexpr int64_t kIgnoreIndex = -100;
+
+struct ForwardOptions {
+  at::Tensor labels;          // (B, T) int64; loss compares logits[:, t] with labels[:, t + 1]
+  at::Tensor attention_mask;  // (B, S) 1 = token, 0 = padding (S = cached + T), or bool (B, 1, T, S) full mask
+  at::Tensor position_ids;    // (B, T) int64; default: from the padding mask, else cache length + arange(T)
+  KVCache* cache = nullptr;   // when set: keys/values are appended and attention covers the cache
+  int64_t logits_to_keep = 0; // 0: logits for every position; n: only the last n
+  AttentionKernel kernel = AttentionKernel::automatic;
+};
+
+struct CausalLMOutput {
+  at::Tensor logits;    // (B, T', V), T' = T or logits_to_keep
+  at::Tensor loss;      // lm_loss + aux_loss (the training objective); undefined without labels
+  at::Tensor lm_loss;   // mean cross entropy over non-ignored labels
+  at::Tensor aux_loss;  // sum of MoE load-balancing losses (training mode, MoE only)
+};
+
+// Runs every check an architecture needs on a config; throws ConfigError naming the bad value.
+template <Architecture A>
+void validate_for(const ModelConfig& c) {
+  c.validate();
+  validate_policy<typename A::norm>(c);
+  validate_policy<typename A::position>(c);
+  validate_policy<typename A::attention>(c);
+  validate_policy<typename A::ffn>(c);
+}
+
+template <Architecture A>
+class DecoderImpl : public torch::nn::Module {
+ public:
+  DecoderImpl(const ModelConfig& c, const at::TensorOptions& options) {
+    embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, c.initializer_range, options));
+    layers_list = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      layers.push_back(std::make_shared<BlockImpl<A>>(c, i, options));
+      layers_list->push_back(layers.back());
+    }
+    norm = register_module("norm", std::make_shared<typename A::norm::module>(c.hidden_size, c.rms_norm_eps, options));
+    rotary_emb = register_module("rotary_emb", std::make_shared<typename A::position::module>(c, options));
+  }
+
+  // ids: (B, T) -> hidden states (B, T, C)
+  at::Tensor forward(const at::Tensor& ids, const AttentionContext& ctx) {
+    auto h = embed_tokens->forward(ids);
+    for (auto& layer : layers) h = layer->forward(h, ctx);
+    return norm->forward(h);
+  }
+
+  Embedding embed_tokens{nullptr};
+  std::vector<std::shared_ptr<BlockImpl<A>>> layers;
+  std::shared_ptr<typename A::norm::module> norm;
+  std::shared_ptr<typename A::position::module> rotary_emb;
+
+ private:
+  torch::nn::ModuleList layers_list{nullptr};
+};
+
+template <Architecture A>
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  using architecture = A;
+
+  explicit CausalLMImpl(ModelConfig c, const at::TensorOptions& options = {}) : config_(std::move(c)) {
+    validate_for<A>(config_);  // before any allocation
+    if (config_.architecture.empty()) config_.architecture = std::string(A::name);
+    detail::ensure_default_threads();
+    model = register_module("model", std::make_shared<DecoderImpl<A>>(config_, options));
+    if (!config_.tie_word_embeddings)
+      lm_head = register_module(
+          "lm_head", Linear(config_.hidden_size, config_.vocab_size, false, config_.initializer_range, options));
+  }
+
+  CausalLMOutput forward(const at::Tensor& input_ids, const ForwardOptions& opt = {}) {
+    check_input_ids(input_ids);
+    const int64_t b = input_ids.size(0), t = input_ids.size(1);
+    const int64_t past = opt.cache != nullptr ? opt.cache->length() : 0;
+    if (opt.cache != nullptr) {
+      if (opt.cache->batch() != b || opt.cache->num_layers() != config_.num_hidden_layers)
+        throw std::invalid_argument("KV cache shape (batch " + std::to_string(opt.cache->batch()) + ", layers " +
+                                    std::to_string(opt.cache->num_layers()) + ") does not match the input (batch " +
+                                    std::to_string(b) + ") and model (layers " +
+                                    std::to_string(config_.num_hidden_layers) + ")");
+      opt.cache->check_room(t);
+    }
+
+    AttentionContext ctx;
+    ctx.cache = opt.cache;
+    ctx.kernel = opt.kernel;
+    ctx.mask = attention_mask(opt.attention_mask, b, t, past, input_ids.device());
+    const auto positions = opt.position_ids.defined() ? opt.position_ids
+                                                      : default_positions(opt.attention_mask, b, t, past, input_ids.device());
+    ctx.position = model->rotary_emb->encode(positions);
+
+    auto hidden = model->forward(input_ids, ctx);  // (B, T, C)
+    if (opt.cache != nullptr) opt.cache->advance(t);
+
+    CausalLMOutput out;
+    if (opt.logits_to_keep > 0 && opt.logits_to_keep < t) hidden = hidden.narrow(1, t - opt.logits_to_keep, opt.logits_to_keep);
+    out.logits = at::linear(hidden, head_weight());  // (B, T', V)
+    out.aux_loss = collect_aux_loss();
+    if (opt.labels.defined()) {
+      if (opt.logits_to_keep > 0 && opt.logits_to_keep < t)
+        throw std::invalid_argument("labels need logits for every position; do not combine them with logits_to_keep");
+      if (opt.labels.sizes() != input_ids.sizes())
+        throw std::invalid_argument("labels shape " + shape_string(opt.labels) + " must equal input_ids shape " +
+                                    shape_string(input_ids));
+      const auto logits = out.logits.narrow(1, 0, t - 1).reshape({-1, config_.vocab_size}).to(at::kFloat);
+      const auto target = opt.labels.narrow(1, 1, t - 1).reshape({-1});
+      out.lm_loss = at::cross_entropy_loss(logits, target, {}, at::Reduction::Mean, kIgnoreIndex);
+      out.loss = out.aux_loss.defined() ? out.lm_loss + out.aux_loss : out.lm_loss;
+    }
+    return out;
+  }
+
+  const ModelConfig& config() const { return config_; }
+
+  // (V, C): the LM head, or the embedding when tied.
+  const at::Tensor& head_weight() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
+
+  KVCache make_cache(int64_t batch, int64_t capacity) const {
+    const auto& w = model->embed_tokens->weight;
+    return KVCache(config_.num_hidden_layers, batch, config_.num_key_value_heads, capacity, config_.resolved_head_dim(),
+                   w.options().requires_grad(false));
+  }
+
+  std::shared_ptr<DecoderImpl<A>> model;
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  static std::string shape_string(const at::Tensor& x) {
+    std::ostringstream os;
+    os << x.sizes();
+    return os.str();
+  }
+
+  void check_input_ids(const at::Tensor& ids) const {
+    if (ids.dim() != 2 || ids.scalar_type() != at::kLong)
+      throw std::invalid_argument("input_ids must be a (batch, time) int64 tensor, got " + shape_string(ids) + " " +
+                                  std::string(c10::toString(ids.scalar_type())));
+    if (ids.size(1) == 0) throw std::invalid_argument("input_ids must hold at least one token");
+    if (ids.numel() > 0) {
+      const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+      if (lo < 0 || hi >= config_.vocab_size)
+        throw std::out_of_range("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
+                                std::to_string(config_.vocab_size) + ")");
+    }
+  }
+
+  // Bool (B, 1, T, S) mask with causality folded in, or undefined for plain causal attention.
+  static at::Tensor attention_mask(const at::Tensor& given, int64_t b, int64_t t, int64_t past, const at::Device& device) {
+    const int64_t s = past + t;
+    if (!given.defined()) return past == 0 ? at::Tensor() : attention::causal_mask(t, s, device).expand({b, 1, t, s});
+    at::Tensor mask;
+    if (given.dim() == 2) {
+      if (given.size(0) != b || given.size(1) != s)
+        throw std::invalid_argument("attention_mask shape " + shape_string(given) + " must be (batch " + std::to_string(b) +
+                                    ", cached + new tokens " + std::to_string(s) + ")");
+      mask = attention::causal_mask(t, s, device).unsqueeze(0).unsqueeze(0) &
+             given.to(at::kBool).view({b, 1, 1, s});  // (B, 1, T, S)
+    } else if (given.dim() == 4) {
+      if (given.size(0) != b || given.size(1) != 1 || given.size(2) != t || given.size(3) != s)
+        throw std::invalid_argument("attention_mask shape " + shape_string(given) + " must be (" + std::to_string(b) +
+                                    ", 1, " + std::to_string(t) + ", " + std::to_string(s) + ")");
+      mask = given.to(at::kBool);
+    } else {
+      throw std::invalid_argument("attention_mask must be (batch, keys) or (batch, 1, queries, keys), got " +
+                                  shape_string(given));
+    }
+    // A query with no visible key (a padding position) would produce NaN; let it see every key.
+    // Its output is never used.
+    return mask | mask.any(-1, /*keepdim=*/true).logical_not();
+  }
+
+  // Padding-aware positions: each row counts only its real tokens (so left padding does not shift
+  // positions); without a 2-D mask, positions continue from the cache.
+  static at::Tensor default_positions(const at::Tensor& mask, int64_t b, int64_t t, int64_t past, const at::Device& device) {
+    if (mask.defined() && mask.dim() == 2) {
+      const auto counted = (mask.to(at::kLong).cumsum(1) - 1).clamp_min(0);  // (B, S)
+      return counted.narrow(1, past, t);
+    }
+    return (at::arange(past, past + t, at::TensorOptions().dtype(at::kLong).device(device))).unsqueeze(0).expand({b, t});
+  }
+
+  at::Tensor collect_aux_loss() {
+    at::Tensor total;
+    if constexpr (has_aux_loss<typename A::ffn::module>) {
+      for (auto& layer : model->layers) {
+        auto aux = layer->mlp->aux_loss();
+        if (aux.defined()) total = total.defined() ? total + aux : aux;
+      }
+    }
+    return total;
+  }
+
+  ModelConfig config_;
+};
+
+template <Architecture A>
+using CausalLM = torch::nn::ModuleHolder<CausalLMImpl<A>>;
+
+}  // namespace minillm

@@ -1,0 +1,317 @@
+// ModelConfig: the runtime sizes of a model ("sizes are data"), read from and written to HF-style
+// config.json. Which blocks a model is made of is its type (see arch.hpp); this struct only says
+// how big they are.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace minillm {
+
+// Thrown for invalid configurations and unreadable config files; the message names the value.
+struct ConfigError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// YaRN context extension with MiniMind's constants (model/model_minimind.py: factor 16 over
+// 2048 original positions, beta_fast 32, beta_slow 1, attention_factor 1.0).
+struct RopeScaling {
+  std::string type = "yarn";
+  double factor = 16.0;
+  int64_t original_max_position_embeddings = 2048;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double attention_factor = 1.0;
+  bool operator==(const RopeScaling&) const = default;
+};
+
+struct ModelConfig {
+  std::string model_type = "llama";  // HF model_type
+  std::string architecture;          // minillm architecture name ("minillm_arch"); "" = from model_type
+  int64_t vocab_size = 6400;
+  int64_t hidden_size = 512;
+  int64_t num_hidden_layers = 8;
+  int64_t num_attention_heads = 8;
+  int64_t num_key_value_heads = 2;
+  int64_t head_dim = 0;  // 0 means hidden_size / num_attention_heads
+  int64_t intermediate_size = 1408;
+  int64_t max_position_embeddings = 32768;
+  double rope_theta = 1e6;
+  std::optional<RopeScaling> rope_scaling;
+  double rms_norm_eps = 1e-5;
+  bool tie_word_embeddings = true;
+  double initializer_range = 0.02;
+  // Mixture of experts (read only by MoE architectures).
+  int64_t num_experts = 0;  // routed experts; HF "num_experts", MiniMind2 "n_routed_experts"
+  int64_t num_experts_per_tok = 2;
+  int64_t n_shared_experts = 0;
+  int64_t moe_intermediate_size = 0;  // 0 means intermediate_size
+  bool norm_topk_prob = true;
+  double router_aux_loss_coef = 0.01;  // MiniMind2 "aux_loss_alpha"
+  // Fields this struct does not model (token ids, transformers_version, ...), kept verbatim so a
+  // config survives a read/write round trip.
+  nlohmann::json extra = nlohmann::json::object();
+
+  int64_t resolved_head_dim() const {
+    return head_dim > 0 ? head_dim : (num_attention_heads > 0 ? hidden_size / num_attention_heads : 0);
+  }
+  int64_t resolved_moe_intermediate_size() const {
+    return moe_intermediate_size > 0 ? moe_intermediate_size : intermediate_size;
+  }
+
+  // Checks the sizes every architecture relies on. Architectures add their own checks (MoE fields,
+  // even head_dim for RoPE) through their policies' validate(); CausalLM runs all of them before
+  // allocating anything.
+  void validate() const;
+
+  bool operator==(const ModelConfig&) const = default;
+};
+
+namespace detail {
+
+template <class... Parts>
+[[noreturn]] void config_fail(const Parts&... parts) {
+  std::ostringstream os;
+  (os << ... << parts);
+  throw ConfigError(os.str());
+}
+
+inline void require_positive(std::string_view name, int64_t v) {
+  if (v <= 0) config_fail(name, " (", v, ") must be positive");
+}
+inline void require_positive(std::string_view name, double v) {
+  if (!(v > 0.0) || !std::isfinite(v)) config_fail(name, " (", v, ") must be a positive finite number");
+}
+
+}  // namespace detail
+
+inline void ModelConfig::validate() const {
+  using detail::config_fail;
+  using detail::require_positive;
+  require_positive("vocab_size", vocab_size);
+  require_positive("hidden_size", hidden_size);
+  require_positive("num_hidden_layers", num_hidden_layers);
+  require_positive("num_attention_heads", num_attention_heads);
+  require_positive("num_key_value_heads", num_key_value_heads);
+  require_positive("intermediate_size", intermediate_size);
+  require_positive("max_position_embeddings", max_position_embeddings);
+  require_positive("rope_theta", rope_theta);
+  require_positive("rms_norm_eps", rms_norm_eps);
+  if (head_dim < 0) config_fail("head_dim (", head_dim, ") must be positive, or 0 to derive it");
+  if (head_dim == 0 && hidden_size % num_attention_heads != 0)
+    config_fail("hidden_size (", hidden_size, ") must be divisible by num_attention_heads (",
+                num_attention_heads, ") when head_dim is not set");
+  if (num_attention_heads % num_key_value_heads != 0)
+    config_fail("num_attention_heads (", num_attention_heads, ") must be divisible by num_key_value_heads (",
+                num_key_value_heads, ")");
+  if (initializer_range < 0.0 || !std::isfinite(initializer_range))
+    config_fail("initializer_range (", initializer_range, ") must be a non-negative finite number");
+  if (rope_scaling) {
+    const auto& s = *rope_scaling;
+    if (s.type != "yarn")
+      config_fail("rope_scaling.type (\"", s.type, "\") is not supported; supported: \"yarn\"");
+    if (!(s.factor >= 1.0)) config_fail("rope_scaling.factor (", s.factor, ") must be at least 1");
+    require_positive("rope_scaling.original_max_position_embeddings", s.original_max_position_embeddings);
+    require_positive("rope_scaling.beta_slow", s.beta_slow);
+    if (!(s.beta_fast > s.beta_slow))
+      config_fail("rope_scaling.beta_fast (", s.beta_fast, ") must be greater than beta_slow (", s.beta_slow, ")");
+    require_positive("rope_scaling.attention_factor", s.attention_factor);
+  }
+}
+
+// ---- JSON ------------------------------------------------------------------------------------
+
+namespace detail {
+
+inline std::string json_type_name(const nlohmann::json& v) {
+  return v.is_number_integer() ? "integer" : std::string(v.type_name());
+}
+
+inline void read_json_field(const nlohmann::json& j, const char* key, int64_t& out) {
+  const auto& v = j.at(key);
+  if (v.is_number_integer()) {
+    out = v.get<int64_t>();
+  } else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+    out = static_cast<int64_t>(v.get<double>());
+  } else {
+    config_fail("config field '", key, "' must be an integer, got ", json_type_name(v), " ", v.dump());
+  }
+}
+inline void read_json_field(const nlohmann::json& j, const char* key, double& out) {
+  const auto& v = j.at(key);
+  if (!v.is_number()) config_fail("config field '", key, "' must be a number, got ", json_type_name(v), " ", v.dump());
+  out = v.get<double>();
+}
+inline void read_json_field(const nlohmann::json& j, const char* key, bool& out) {
+  const auto& v = j.at(key);
+  if (!v.is_boolean()) config_fail("config field '", key, "' must be true or false, got ", v.dump());
+  out = v.get<bool>();
+}
+inline void read_json_field(const nlohmann::json& j, const char* key, std::string& out) {
+  const auto& v = j.at(key);
+  if (!v.is_string()) config_fail("config field '", key, "' must be a string, got ", v.dump());
+  out = v.get<std::string>();
+}
+
+// Reads `key` (or the first present alias) into `out` if present and not null; removes the key
+// from `rest` so what remains there are the fields we do not model.
+template <class T>
+void take(const nlohmann::json& j, nlohmann::json& rest, std::initializer_list<const char*> keys, T& out) {
+  bool taken = false;
+  for (const char* key : keys) {
+    if (!j.contains(key)) continue;
+    if (!taken && !j.at(key).is_null()) {
+      read_json_field(j, key, out);
+      taken = true;
+    }
+    rest.erase(key);
+  }
+}
+
+inline RopeScaling rope_scaling_from_json(const nlohmann::json& s) {
+  if (!s.is_object()) config_fail("config field 'rope_scaling' must be an object or null, got ", s.dump());
+  RopeScaling r;
+  nlohmann::json ignored = s;
+  take(s, ignored, {"rope_type", "type"}, r.type);
+  take(s, ignored, {"factor"}, r.factor);
+  take(s, ignored, {"original_max_position_embeddings"}, r.original_max_position_embeddings);
+  take(s, ignored, {"beta_fast"}, r.beta_fast);
+  take(s, ignored, {"beta_slow"}, r.beta_slow);
+  take(s, ignored, {"attention_factor"}, r.attention_factor);
+  return r;
+}
+
+}  // namespace detail
+
+inline void to_json(nlohmann::json& j, const RopeScaling& r) {
+  j = {{"type", r.type},
+       {"factor", r.factor},
+       {"original_max_position_embeddings", r.original_max_position_embeddings},
+       {"beta_fast", r.beta_fast},
+       {"beta_slow", r.beta_slow},
+       {"attention_factor", r.attention_factor}};
+}
+
+inline void to_json(nlohmann::json& j, const ModelConfig& c) {
+  j = c.extra.is_object() ? c.extra : nlohmann::json::object();
+  j["model_type"] = c.model_type;
+  if (!c.architecture.empty()) j["minillm_arch"] = c.architecture;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.resolved_head_dim();
+  j["intermediate_size"] = c.intermediate_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_scaling"] = c.rope_scaling ? nlohmann::json(*c.rope_scaling) : nlohmann::json(nullptr);
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["initializer_range"] = c.initializer_range;
+  if (c.num_experts > 0) {
+    j["num_experts"] = c.num_experts;
+    j["num_experts_per_tok"] = c.num_experts_per_tok;
+    j["n_shared_experts"] = c.n_shared_experts;
+    j["moe_intermediate_size"] = c.resolved_moe_intermediate_size();
+    j["norm_topk_prob"] = c.norm_topk_prob;
+    j["router_aux_loss_coef"] = c.router_aux_loss_coef;
+  }
+}
+
+// Reads HF field names (and the aliases MiniMind2 and transformers 5 use). Type errors name the
+// field; sizes are not validated here (see ModelConfig::validate).
+inline void from_json(const nlohmann::json& j, ModelConfig& c) {
+  using detail::take;
+  if (!j.is_object()) detail::config_fail("config must be a JSON object, got ", j.type_name());
+  c = ModelConfig{};
+  nlohmann::json rest = j;
+  take(j, rest, {"model_type"}, c.model_type);
+  take(j, rest, {"minillm_arch"}, c.architecture);
+  take(j, rest, {"vocab_size"}, c.vocab_size);
+  take(j, rest, {"hidden_size"}, c.hidden_size);
+  take(j, rest, {"num_hidden_layers"}, c.num_hidden_layers);
+  take(j, rest, {"num_attention_heads"}, c.num_attention_heads);
+  c.num_key_value_heads = c.num_attention_heads;  // HF default when absent
+  take(j, rest, {"num_key_value_heads"}, c.num_key_value_heads);
+  take(j, rest, {"head_dim"}, c.head_dim);
+  take(j, rest, {"intermediate_size"}, c.intermediate_size);
+  take(j, rest, {"max_position_embeddings"}, c.max_position_embeddings);
+  take(j, rest, {"rope_theta"}, c.rope_theta);
+  take(j, rest, {"rms_norm_eps"}, c.rms_norm_eps);
+  take(j, rest, {"tie_word_embeddings"}, c.tie_word_embeddings);
+  take(j, rest, {"initializer_range"}, c.initializer_range);
+  take(j, rest, {"num_experts", "n_routed_experts"}, c.num_experts);
+  take(j, rest, {"num_experts_per_tok"}, c.num_experts_per_tok);
+  take(j, rest, {"n_shared_experts"}, c.n_shared_experts);
+  take(j, rest, {"moe_intermediate_size"}, c.moe_intermediate_size);
+  take(j, rest, {"norm_topk_prob"}, c.norm_topk_prob);
+  take(j, rest, {"router_aux_loss_coef", "aux_loss_alpha"}, c.router_aux_loss_coef);
+  if (j.contains("rope_scaling")) {
+    if (!j["rope_scaling"].is_null()) c.rope_scaling = detail::rope_scaling_from_json(j["rope_scaling"]);
+    rest.erase("rope_scaling");
+  }
+  // transformers 5 moved rope_theta and the scaling into "rope_parameters".
+  if (j.contains("rope_parameters")) {
+    const auto& p = j["rope_parameters"];
+    if (p.is_object()) {
+      nlohmann::json ignored = p;
+      take(p, ignored, {"rope_theta"}, c.rope_theta);
+      std::string type = "default";
+      take(p, ignored, {"rope_type", "type"}, type);
+      if (type != "default") c.rope_scaling = detail::rope_scaling_from_json(p);
+    } else if (!p.is_null()) {
+      detail::config_fail("config field 'rope_parameters' must be an object or null, got ", p.dump());
+    }
+    rest.erase("rope_parameters");
+  }
+  // Make the derived head_dim explicit, so what was read is what gets written.
+  if (c.head_dim == 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0)
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.extra = std::move(rest);
+}
+
+// Atomic write: a crash mid-write leaves the old file intact.
+inline void write_text_file_atomic(const std::filesystem::path& path, const std::string& text) {
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("cannot open " + tmp.string() + " for writing");
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error("write to " + tmp.string() + " failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+inline ModelConfig load_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot open config file " + path.string());
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(path.string() + ": not valid JSON: " + e.what());
+  }
+  try {
+    return j.get<ModelConfig>();
+  } catch (const ConfigError& e) {
+    throw ConfigError(path.string() + ": " + e.what());
+  }
+}
+
+inline void save_config(const ModelConfig& c, const std::filesystem::path& path) {
+  write_text_file_atomic(path, nlohmann::json(c).dump(2) + "\n");
+}
+
+}  // namespace minillm

@@ -1,0 +1,84 @@
+// Mixture-of-experts feed-forward: a router picks k of num_experts routed experts per token and
+// mixes their outputs by the router weights; n_shared_experts always-on experts are added
+// unweighted (MiniMind2). Parameter names follow MiniMind/HF: mlp.gate.weight,
+// mlp.experts.N.{gate,up,down}_proj.weight, mlp.shared_experts.N.*.
+#pragma once
+
+#include <vector>
+
+#include "minillm/concepts.hpp"
+#include "minillm/ffn/swiglu.hpp"
+#include "minillm/moe/softmax_topk.hpp"
+
+namespace minillm::moe {
+
+template <RouterPolicy Router, ExpertPolicy Expert>
+class MixtureOfExpertsImpl : public torch::nn::Module {
+  using ExpertModule = typename Expert::module;
+
+ public:
+  MixtureOfExpertsImpl(const ModelConfig& c, const at::TensorOptions& options) {
+    gate = register_module("gate", std::make_shared<typename Router::module>(c, options));
+    const int64_t inter = c.resolved_moe_intermediate_size();
+    auto make = [&] { return std::make_shared<ExpertModule>(c.hidden_size, inter, c.initializer_range, options); };
+    experts_list = register_module("experts", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_experts; ++i) {
+      experts.push_back(make());
+      experts_list->push_back(experts.back());
+    }
+    if (c.n_shared_experts > 0) {
+      shared_list = register_module("shared_experts", torch::nn::ModuleList());
+      for (int64_t i = 0; i < c.n_shared_experts; ++i) {
+        shared.push_back(make());
+        shared_list->push_back(shared.back());
+      }
+    }
+  }
+
+  at::Tensor forward(const at::Tensor& x) {  // (B, T, C)
+    const int64_t b = x.size(0), t = x.size(1), c = x.size(2);
+    const auto flat = x.reshape({b * t, c});  // (N, C)
+    const auto routing = gate->route(flat);   // weights, indices: (N, k)
+    auto y = at::zeros_like(flat);            // (N, C)
+    for (int64_t e = 0; e < static_cast<int64_t>(experts.size()); ++e) {
+      const auto hits = (routing.indices == e).nonzero();  // (M, 2): token, slot
+      if (hits.size(0) == 0) continue;
+      const auto token = hits.select(1, 0), slot = hits.select(1, 1);
+      const auto w = routing.weights.index({token, slot}).unsqueeze(-1);  // (M, 1)
+      y.index_add_(0, token, experts[static_cast<size_t>(e)]->forward(flat.index_select(0, token)) * w);
+    }
+    for (auto& s : shared) y = y + s->forward(flat);
+    aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
+    return y.view({b, t, c});
+  }
+
+  // Load-balancing loss of the last forward in training mode; undefined in eval mode.
+  at::Tensor aux_loss() { return aux_; }
+
+  std::shared_ptr<typename Router::module> gate;
+  std::vector<std::shared_ptr<ExpertModule>> experts, shared;
+
+ private:
+  torch::nn::ModuleList experts_list{nullptr}, shared_list{nullptr};
+  at::Tensor aux_;
+};
+
+template <RouterPolicy Router = SoftmaxTopK<>, ExpertPolicy Expert = ffn::SwiGLU>
+struct MixtureOfExperts {
+  using policy_category = ffn_tag;
+  using module = MixtureOfExpertsImpl<Router, Expert>;
+  static void validate(const ModelConfig& c) {
+    using detail::config_fail;
+    if (c.num_experts < 1) config_fail("num_experts (", c.num_experts, ") must be at least 1 for a mixture-of-experts model");
+    if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_experts)
+      config_fail("num_experts_per_tok (", c.num_experts_per_tok, ") must be between 1 and num_experts (", c.num_experts, ")");
+    if (c.n_shared_experts < 0) config_fail("n_shared_experts (", c.n_shared_experts, ") must not be negative");
+    if (c.moe_intermediate_size < 0)
+      config_fail("moe_intermediate_size (", c.moe_intermediate_size, ") must be positive, or 0 for intermediate_size");
+    if (!(c.router_aux_loss_coef >= 0.0))
+      config_fail("router_aux_loss_coef (", c.router_aux_loss_coef, ") must not be negative");
+  }
+};
+static_assert(FfnPolicy<MixtureOfExperts<>>);
+
+}  // namespace minillm::moe

@@ -1,0 +1,47 @@
+// RMSNorm computed in fp32. The two rounding orders seen in the reference code differ only when
+// activations are narrower than fp32 (bf16/fp16):
+//   multiply_then_cast: (w * norm(x.float())).to(x.dtype)   MiniMind-3
+//   cast_then_multiply: w * norm(x.float()).to(x.dtype)     HF Llama / Qwen3, MiniMind2
+#pragma once
+
+#include "minillm/concepts.hpp"
+
+namespace minillm::norm {
+
+enum class Rounding { multiply_then_cast, cast_then_multiply };
+
+template <Rounding R>
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options)
+      : weight(register_parameter("weight", at::ones({dim}, options))), eps_(eps) {}
+
+  at::Tensor forward(const at::Tensor& x) {  // (..., dim)
+    const auto xf = x.to(at::kFloat);
+    const auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+    if constexpr (R == Rounding::multiply_then_cast) {
+      return (weight * normed).to(x.scalar_type());
+    } else {
+      return weight * normed.to(x.scalar_type());
+    }
+  }
+
+  at::Tensor weight;  // (dim)
+
+ private:
+  double eps_;
+};
+
+template <Rounding R>
+struct RMSNorm {
+  using policy_category = norm_tag;
+  using module = RMSNormImpl<R>;
+};
+
+using RMSNormHF = RMSNorm<Rounding::cast_then_multiply>;
+using RMSNormMiniMind3 = RMSNorm<Rounding::multiply_then_cast>;
+
+static_assert(NormPolicy<RMSNormHF>);
+static_assert(NormPolicy<RMSNormMiniMind3>);
+
+}  // namespace minillm::norm

@@ -1,0 +1,68 @@
+// Shared helpers for the test files.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <minillm/model.hpp>
+
+namespace test {
+
+// Runs `f`, requires it to throw E, and returns the message (so tests can check the named value).
+template <class E = std::exception>
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("threw the wrong exception type: " << e.what());
+    return {};
+  }
+  FAIL("did not throw");
+  return {};
+}
+
+#define CHECK_MESSAGE_CONTAINS(msg, part) CHECK_MESSAGE((msg).find(part) != std::string::npos, "message: " << (msg))
+
+// A small config every architecture can be built from: 2 layers, 4 query / 2 kv heads, 4 experts.
+inline minillm::ModelConfig small_config(std::string_view arch) {
+  minillm::ModelConfig c;
+  c.architecture = std::string(arch);
+  c.vocab_size = 97;
+  c.hidden_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.intermediate_size = 96;
+  c.max_position_embeddings = 128;
+  c.num_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.n_shared_experts = 1;
+  c.moe_intermediate_size = 48;
+  return c;
+}
+
+// Perturbs norm weights away from 1 so a norm applied in the wrong place shows.
+inline void perturb_norms(torch::nn::Module& m) {
+  at::NoGradGuard g;
+  for (auto& p : m.named_parameters())
+    if (p.value().dim() == 1) p.value().uniform_(0.5, 1.5);
+}
+
+inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+inline std::filesystem::path temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("minillm_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace test
