@@ -1,5 +1,5 @@
 # Installs the minillm build in BUILD_DIR to a scratch prefix, then builds and runs the consumer
-# project in SOURCE_DIR against it.
+# project in SOURCE_DIR against it (PREFIX_PATH: the parent build's CMAKE_PREFIX_PATH, '|'-separated).
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
 function(run)
@@ -9,7 +9,8 @@ function(run)
   endif()
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
-run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${prefix}" "-DTorch_DIR=${Torch_DIR}"
+string(REPLACE "|" ";" search "${prefix};${PREFIX_PATH}")
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${search}" "-DTorch_DIR=${Torch_DIR}"
     -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/consumer")
