@@ -27,6 +27,7 @@ TEST_CASE("model: exact parameter counts of the MiniMind presets") {
   seed.hidden_size = 512;
   seed.head_dim = 64;
   seed.intermediate_size = 1408;
+  seed.moe_intermediate_size = 1408;
   CHECK(count_parameters(seed) == 95'052'288);
 }
 
