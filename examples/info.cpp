@@ -49,11 +49,12 @@ int main(int argc, char** argv) {
       std::cout << std::left << std::setw(48) << g.name << std::right << std::setw(14) << minillm::with_commas(g.each)
                 << std::setw(6) << g.count << std::setw(16) << minillm::with_commas(g.total()) << '\n';
     if (model->config().tie_word_embeddings) std::cout << "(lm_head is tied to model.embed_tokens)\n";
-    std::cout << "\ntotal parameters: " << minillm::with_commas(report.total) << " (" << std::fixed
-              << std::setprecision(2) << report.total / 1e6 << "M)\n";
-    if (report.active_per_token != report.total)
-      std::cout << "active per token: " << minillm::with_commas(report.active_per_token) << " ("
-                << report.active_per_token / 1e6 << "M)\n";
+    auto print_count = [](const char* label, int64_t n) {
+      std::cout << label << n << " (" << minillm::with_commas(n) << "; " << std::fixed << std::setprecision(2)
+                << n / 1e6 << "M)\n";
+    };
+    print_count("\ntotal parameters: ", report.total);
+    if (report.active_per_token != report.total) print_count("active per token: ", report.active_per_token);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
