@@ -61,7 +61,8 @@ inline ParameterReport report_parameters(const torch::nn::Module& m, const Model
 inline std::string with_commas(int64_t v) {
   auto s = std::to_string(v < 0 ? -v : v);
   for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return v < 0 ? "-" + s : s;
+  if (v < 0) s.insert(0, 1, '-');
+  return s;
 }
 
 }  // namespace minillm
