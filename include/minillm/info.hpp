@@ -59,10 +59,13 @@ inline ParameterReport report_parameters(const torch::nn::Module& m, const Model
 
 // "25,829,888"
 inline std::string with_commas(int64_t v) {
-  auto s = std::to_string(v < 0 ? -v : v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  if (v < 0) s.insert(0, 1, '-');
-  return s;
+  const auto digits = std::to_string(v < 0 ? -v : v);
+  std::string out(v < 0 ? 1 : 0, '-');
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
 }
 
 }  // namespace minillm
