@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "minillm/io/atomic_write.hpp"
+
 namespace minillm {
 
 // Thrown for invalid configurations and unreadable config files; the message names the value.
@@ -280,20 +282,6 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
   c.extra = std::move(rest);
 }
 
-// Atomic write: a crash mid-write leaves the old file intact.
-inline void write_text_file_atomic(const std::filesystem::path& path, const std::string& text) {
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot open " + tmp.string() + " for writing");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("write to " + tmp.string() + " failed");
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 inline ModelConfig load_config(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError("cannot open config file " + path.string());
@@ -311,7 +299,7 @@ inline ModelConfig load_config(const std::filesystem::path& path) {
 }
 
 inline void save_config(const ModelConfig& c, const std::filesystem::path& path) {
-  write_text_file_atomic(path, nlohmann::json(c).dump(2) + "\n");
+  io::write_text_file_atomic(path, nlohmann::json(c).dump(2) + "\n");
 }
 
 }  // namespace minillm

@@ -15,3 +15,5 @@
 #include "minillm/info.hpp"
 #include "minillm/presets.hpp"
 #include "minillm/registry.hpp"
+#include "minillm/io/pretrained.hpp"
+#include "minillm/io/safetensors.hpp"

@@ -1,0 +1,151 @@
+// HF checkpoint directories: config.json + model.safetensors (or shards) + tokenizer files.
+// load_pretrained builds the architecture the config names (through the registry) and copies the
+// weights in with a strict report of missing and unexpected keys; save_pretrained writes a
+// directory transformers loads (model_type chosen by the architecture's math, see hf_export).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "minillm/io/safetensors.hpp"
+#include "minillm/registry.hpp"
+
+namespace minillm {
+
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct LoadReport {
+  std::vector<std::string> missing;     // model parameters the checkpoint lacks
+  std::vector<std::string> unexpected;  // checkpoint tensors the model has no place for
+  std::vector<std::string> ignored;     // known extras: rotary buffers, a tied lm_head
+};
+
+namespace detail {
+
+inline std::string list_some(const std::vector<std::string>& v, size_t n = 8) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
+  if (v.size() > n) s += ", ... (" + std::to_string(v.size()) + " in all)";
+  return s;
+}
+
+inline std::string shape_of(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+// transformers 5 stores Qwen3-MoE experts fused per layer: experts.gate_up_proj (E, 2I, H) and
+// experts.down_proj (E, H, I). Split them into the per-expert HF 4.x names our modules use.
+inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
+  static const std::regex fused(R"((.*\.mlp\.experts)\.(gate_up_proj|down_proj)$)");
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : t) keys.push_back(k);
+  for (const auto& k : keys) {
+    std::smatch m;
+    if (!std::regex_match(k, m, fused)) continue;
+    const auto w = t.at(k);
+    const std::string prefix = m[1];
+    for (int64_t e = 0; e < w.size(0); ++e) {
+      const auto pe = prefix + "." + std::to_string(e) + ".";
+      if (m[2] == "gate_up_proj") {
+        const auto halves = w[e].chunk(2, 0);  // (2I, H) -> gate (I, H), up (I, H)
+        t[pe + "gate_proj.weight"] = halves[0];
+        t[pe + "up_proj.weight"] = halves[1];
+      } else {
+        t[pe + "down_proj.weight"] = w[e];  // (H, I)
+      }
+    }
+    t.erase(k);
+  }
+}
+
+}  // namespace detail
+
+// Copies `tensors` into the module's parameters (converting dtype and device). Throws on a shape
+// mismatch; with `strict`, also when any key is missing or unexpected.
+inline LoadReport load_state(torch::nn::Module& module, const ModelConfig& c, std::map<std::string, at::Tensor> tensors,
+                             bool strict = true) {
+  detail::split_fused_experts(tensors);
+  LoadReport r;
+  at::NoGradGuard no_grad;
+  for (auto& p : module.named_parameters()) {
+    auto it = tensors.find(p.key());
+    if (it == tensors.end()) {
+      r.missing.push_back(p.key());
+      continue;
+    }
+    if (it->second.sizes() != p.value().sizes())
+      throw CheckpointError("shape mismatch for " + p.key() + ": checkpoint " + detail::shape_of(it->second) +
+                            ", model " + detail::shape_of(p.value()) + " (does config.json match the weights?)");
+    p.value().copy_(it->second);
+    tensors.erase(it);
+  }
+  for (const auto& [k, v] : tensors) {
+    const bool tied_head = k == "lm_head.weight" && c.tie_word_embeddings;
+    const bool rotary_buffer = k.find("rotary_emb.inv_freq") != std::string::npos;
+    (tied_head || rotary_buffer ? r.ignored : r.unexpected).push_back(k);
+  }
+  if (strict && (!r.missing.empty() || !r.unexpected.empty())) {
+    std::string msg = "checkpoint does not match the model";
+    if (!r.missing.empty()) msg += "; missing: " + detail::list_some(r.missing);
+    if (!r.unexpected.empty()) msg += "; unexpected: " + detail::list_some(r.unexpected);
+    throw CheckpointError(msg);
+  }
+  return r;
+}
+
+// Loads an HF-layout checkpoint directory into the architecture its config names.
+inline std::unique_ptr<AnyCausalLM> load_pretrained(const std::filesystem::path& dir,
+                                                    const at::TensorOptions& options = {}, bool strict = true,
+                                                    LoadReport* report = nullptr) {
+  if (!std::filesystem::is_directory(dir)) throw CheckpointError(dir.string() + ": not a checkpoint directory");
+  auto cfg = load_config(dir / "config.json");
+  cfg.architecture = resolve_architecture(cfg);
+  auto model = make_model(cfg, options);
+  try {
+    auto r = load_state(model->module(), model->config(), io::load_safetensors_dir(dir), strict);
+    if (report != nullptr) *report = std::move(r);
+  } catch (const std::exception& e) {
+    throw CheckpointError(dir.string() + ": " + e.what());
+  }
+  return model;
+}
+
+// The HF model_type and class whose math equals an architecture's, for configs transformers loads.
+// MiniMind-3 differs from Qwen3 only in RMSNorm rounding below fp32; MiniMind2's MoE (shared
+// experts, per-sequence aux loss) has no transformers class and keeps MiniMind's own model_type.
+inline std::pair<std::string, std::string> hf_export(std::string_view arch) {
+  if (arch == "llama") return {"llama", "LlamaForCausalLM"};
+  if (arch == "qwen3" || arch == "minimind3") return {"qwen3", "Qwen3ForCausalLM"};
+  if (arch == "qwen3_moe" || arch == "minimind3_moe") return {"qwen3_moe", "Qwen3MoeForCausalLM"};
+  if (arch == "minimind2_moe") return {"minimind", "MiniMindForCausalLM"};
+  return {"minillm", ""};
+}
+
+// Writes config.json and the weights (as `dtype`) into `dir`; each file is replaced atomically.
+inline void save_pretrained(AnyCausalLM& model, const std::filesystem::path& dir, at::ScalarType dtype = at::kFloat,
+                            uint64_t max_shard_bytes = 5'000'000'000ULL) {
+  std::filesystem::create_directories(dir);
+  auto cfg = model.config();
+  cfg.architecture = std::string(model.architecture());
+  auto [model_type, cls] = hf_export(cfg.architecture);
+  cfg.model_type = model_type;
+  nlohmann::json j = cfg;
+  if (!cls.empty()) j["architectures"] = {cls};
+  const char* dtype_name = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+  j["dtype"] = dtype_name;        // transformers 5
+  j["torch_dtype"] = dtype_name;  // transformers 4
+  io::write_text_file_atomic(dir / "config.json", j.dump(2) + "\n");
+  io::NamedTensors tensors;
+  for (const auto& p : model.module().named_parameters()) tensors.emplace_back(p.key(), p.value().to(dtype));
+  io::save_safetensors_dir(dir, tensors, max_shard_bytes);
+}
+
+}  // namespace minillm
