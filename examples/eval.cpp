@@ -1,0 +1,91 @@
+// minillm-eval: run a checkpoint on token ids.
+//   minillm-eval --model DIR --ids "302 171 301" --logits-out logits.f32   full-sequence logits, float32 [T, V]
+//   minillm-eval --model DIR --ids "302 171 301" --greedy 12              12 greedy token ids
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <minillm/model.hpp>
+
+namespace {
+
+std::vector<int64_t> parse_ids(const std::string& text) {
+  std::vector<int64_t> ids;
+  std::istringstream in(text);
+  std::string tok;
+  while (in >> tok) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != tok.size() || v < 0) throw std::invalid_argument("--ids: \"" + tok + "\" is not a token id");
+    ids.push_back(v);
+  }
+  if (ids.empty()) throw std::invalid_argument("--ids: no token ids given");
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Run a checkpoint directory (HF layout) on token ids: write logits or greedy-decode."};
+  std::string model_dir, ids_text, logits_out, device = "cpu";
+  int greedy = 0, threads = 0;
+  app.add_option("--model", model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
+  app.add_option("--ids", ids_text, "space-separated token ids of one sequence")->required();
+  app.add_option("--logits-out", logits_out, "write the full-sequence logits as raw little-endian float32 [T, V]");
+  app.add_option("--greedy", greedy, "print this many greedy continuation ids")->check(CLI::NonNegativeNumber);
+  app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    minillm::set_num_threads(threads);
+    if (logits_out.empty() && greedy == 0) throw std::invalid_argument("nothing to do: give --logits-out and/or --greedy N");
+    const auto ids = parse_ids(ids_text);
+    const auto dev = device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+    if (dev.is_cuda() && !at::hasCUDA()) throw std::runtime_error("--device cuda: this LibTorch build has no CUDA device");
+    auto model = minillm::load_pretrained(model_dir, at::TensorOptions().device(dev));
+    model->module().eval();
+    at::NoGradGuard no_grad;
+    const auto input = at::tensor(ids, at::kLong).unsqueeze(0).to(dev);  // (1, T)
+
+    if (!logits_out.empty()) {
+      const auto logits = model->forward(input).logits[0].to(at::kFloat).cpu().contiguous();  // (T, V)
+      const auto tmp = logits_out + ".tmp";
+      {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(static_cast<const char*>(logits.data_ptr()), static_cast<std::streamsize>(logits.numel() * 4));
+        if (!out) throw std::runtime_error("cannot write " + tmp);
+      }
+      std::filesystem::rename(tmp, logits_out);
+      std::cerr << "wrote logits [" << logits.size(0) << ", " << logits.size(1) << "] to " << logits_out << '\n';
+    }
+    if (greedy > 0) {
+      const int64_t capacity = static_cast<int64_t>(ids.size()) + greedy;
+      if (capacity > model->config().max_position_embeddings)
+        throw std::invalid_argument("prompt (" + std::to_string(ids.size()) + ") + --greedy (" + std::to_string(greedy) +
+                                    ") exceeds max_position_embeddings (" +
+                                    std::to_string(model->config().max_position_embeddings) + ")");
+      auto cache = model->make_cache(1, capacity);
+      auto logits = model->forward(input, {.cache = &cache, .logits_to_keep = 1}).logits;
+      for (int i = 0; i < greedy; ++i) {
+        const auto next = logits[0][-1].argmax().item<int64_t>();
+        std::cout << (i ? " " : "") << next;
+        if (i + 1 < greedy)
+          logits = model->forward(at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(dev)),
+                                  {.cache = &cache, .logits_to_keep = 1})
+                       .logits;
+      }
+      std::cout << '\n';
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 1;
+  }
+}

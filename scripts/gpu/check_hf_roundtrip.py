@@ -1,0 +1,29 @@
+"""Loads checkpoints written by minillm's save_pretrained with transformers and compares logits.
+
+Usage: python3 scripts/gpu/check_hf_roundtrip.py DIR...   (each made by minillm_train_and_export)
+Prints one line per checkpoint; exits non-zero if any max |diff| exceeds 1e-4.
+"""
+import json
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForCausalLM
+
+worst = 0.0
+for d in sys.argv[1:]:
+    meta = json.load(open(f"{d}/minillm_ids.json"))
+    shape = meta["shape"]
+    ids = torch.tensor(meta["input_ids"]).view(shape[0], shape[1])
+    ours = np.fromfile(f"{d}/minillm_logits.f32", dtype="<f4").reshape(shape)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    with torch.no_grad():
+        theirs = model(ids).logits.numpy()
+    diff = float(np.abs(theirs - ours).max())
+    worst = max(worst, diff)
+    cfg = json.load(open(f"{d}/config.json"))
+    print(f"{d}: minillm_arch={cfg.get('minillm_arch')} loaded as {type(model).__name__} "
+          f"(transformers {transformers.__version__}): max |logits diff| = {diff:.3g}")
+print("PASS" if worst <= 1e-4 else "FAIL", f"worst {worst:.3g}")
+sys.exit(0 if worst <= 1e-4 else 1)
