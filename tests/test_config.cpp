@@ -75,6 +75,16 @@ TEST_CASE("config: registry resolves model_type to an architecture") {
   CHECK(from(R"({"model_type":"minimind","use_moe":true})") == "minimind3_moe");
   CHECK(from(R"({"model_type":"minimind","seq_aux":true,"use_moe":false})") == "llama");
   CHECK(from(R"({"model_type":"llama","minillm_arch":"classic_nope"})") == "classic_nope");
+  CHECK(from(R"({"model_type":"qwen3_moe","num_local_experts":4,"mlp_only_layers":[],"decoder_sparse_step":1,
+                 "hidden_act":"silu","attention_bias":false})") == "qwen3_moe");
+  // Features that change the math and that no architecture implements are refused, not ignored.
+  for (const char* bad : {R"({"model_type":"llama","attention_bias":true})", R"({"model_type":"llama","hidden_act":"gelu"})",
+                          R"({"model_type":"qwen3","use_sliding_window":true})",
+                          R"({"model_type":"qwen3_moe","mlp_only_layers":[0]})",
+                          R"({"model_type":"qwen3_moe","decoder_sparse_step":2})"}) {
+    CAPTURE(bad);
+    CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([&] { from(bad); }), "is not supported");
+  }
   const auto msg = test::message_of<ConfigError>([&] { from(R"({"model_type":"gpt9"})"); });
   CHECK_MESSAGE_CONTAINS(msg, "model_type \"gpt9\" is not supported");
   CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([] { minillm::preset_config("huge"); }),

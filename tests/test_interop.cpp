@@ -226,3 +226,41 @@ TEST_CASE("parity: logits and greedy tokens match the reference implementations'
   }
   CHECK(fixtures >= 3);
 }
+
+TEST_CASE("checkpoint: transformers 5's fused expert tensors load as per-expert weights") {
+  const auto dir = data_dir() / "hf" / "qwen3_moe_tiny";
+  auto reference = load_pretrained(dir);
+  auto tensors = io::load_safetensors_dir(dir);
+  for (int layer = 0; layer < 2; ++layer) {  // fuse: gate_up (E, 2I, H), down (E, H, I)
+    const auto p = "model.layers." + std::to_string(layer) + ".mlp.experts.";
+    std::vector<at::Tensor> gate_up, down;
+    for (int e = 0; e < 4; ++e) {
+      const auto pe = p + std::to_string(e) + ".";
+      gate_up.push_back(at::cat({tensors.at(pe + "gate_proj.weight"), tensors.at(pe + "up_proj.weight")}, 0));
+      down.push_back(tensors.at(pe + "down_proj.weight"));
+      for (const char* w : {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}) tensors.erase(pe + w);
+    }
+    tensors[p + "gate_up_proj"] = at::stack(gate_up);
+    tensors[p + "down_proj"] = at::stack(down);
+  }
+  auto fused = make_model(reference->config());
+  load_state(fused->module(), fused->config(), tensors);
+  reference->module().eval();
+  fused->module().eval();
+  const auto ids = at::randint(0, 512, {1, 9}, at::kLong);
+  CHECK(test::max_abs_diff(reference->forward(ids).logits, fused->forward(ids).logits) == 0.0);
+}
+
+TEST_CASE("checkpoint: weights saved as bf16 load into an fp32 model") {
+  const auto dir = test::temp_dir("bf16");
+  auto model = make_model(test::small_config("qwen3"));
+  save_pretrained(*model, dir, at::kBFloat16);
+  CHECK(json::parse(std::ifstream(dir / "config.json"))["torch_dtype"] == "bfloat16");
+  auto back = load_pretrained(dir);
+  auto params = model->module().named_parameters();
+  for (const auto& p : back->module().named_parameters()) {
+    CHECK((p.value().scalar_type() == at::kFloat));
+    CHECK(at::equal(p.value(), params[p.key()].to(at::kBFloat16).to(at::kFloat)));
+  }
+  std::filesystem::remove_all(dir);
+}

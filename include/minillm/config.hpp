@@ -53,7 +53,7 @@ struct ModelConfig {
   bool tie_word_embeddings = true;
   double initializer_range = 0.02;
   // Mixture of experts (read only by MoE architectures).
-  int64_t num_experts = 0;  // routed experts; HF "num_experts", MiniMind2 "n_routed_experts"
+  int64_t num_experts = 0;  // routed experts; HF "num_experts" / "num_local_experts", MiniMind2 "n_routed_experts"
   int64_t num_experts_per_tok = 2;
   int64_t n_shared_experts = 0;
   int64_t moe_intermediate_size = 0;  // 0 means intermediate_size
@@ -252,7 +252,7 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
   take(j, rest, {"rms_norm_eps"}, c.rms_norm_eps);
   take(j, rest, {"tie_word_embeddings"}, c.tie_word_embeddings);
   take(j, rest, {"initializer_range"}, c.initializer_range);
-  take(j, rest, {"num_experts", "n_routed_experts"}, c.num_experts);
+  take(j, rest, {"num_experts", "n_routed_experts", "num_local_experts"}, c.num_experts);
   take(j, rest, {"num_experts_per_tok"}, c.num_experts_per_tok);
   take(j, rest, {"n_shared_experts"}, c.n_shared_experts);
   take(j, rest, {"moe_intermediate_size"}, c.moe_intermediate_size);

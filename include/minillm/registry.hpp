@@ -34,11 +34,35 @@ inline std::string join(const std::vector<std::string>& v) {
 inline std::vector<std::string> architecture_names() { return detail::names_of<Architectures>(); }
 inline std::vector<std::string> preset_names() { return detail::names_of<Presets>(); }
 
+namespace detail {
+// HF config fields that change the math in ways no minillm architecture implements. A config that
+// sets them is refused rather than computed wrongly.
+inline void check_supported_hf_fields(const ModelConfig& c) {
+  const auto& x = c.extra;
+  auto is = [&](const char* key, auto pred) { return x.contains(key) && !x[key].is_null() && pred(x[key]); };
+  auto fail = [&](const std::string& what) {
+    throw ConfigError(what + " (model_type \"" + c.model_type + "\") is not supported by minillm's architectures");
+  };
+  if (is("attention_bias", [](const auto& v) { return v.is_boolean() && v.template get<bool>(); }))
+    fail("attention_bias: true");
+  if (is("mlp_bias", [](const auto& v) { return v.is_boolean() && v.template get<bool>(); })) fail("mlp_bias: true");
+  if (is("hidden_act", [](const auto& v) { return !(v.is_string() && v.template get<std::string>() == "silu"); }))
+    fail("hidden_act " + x["hidden_act"].dump());
+  if (is("use_sliding_window", [](const auto& v) { return v.is_boolean() && v.template get<bool>(); }))
+    fail("use_sliding_window: true");
+  if (is("mlp_only_layers", [](const auto& v) { return !(v.is_array() && v.empty()); }))
+    fail("mlp_only_layers " + x["mlp_only_layers"].dump() + " (dense layers between MoE layers)");
+  if (is("decoder_sparse_step", [](const auto& v) { return !(v.is_number_integer() && v.template get<int64_t>() == 1); }))
+    fail("decoder_sparse_step " + x["decoder_sparse_step"].dump());
+}
+}  // namespace detail
+
 // The architecture a config describes: its explicit "minillm_arch", else derived from HF's
 // model_type. MiniMind's model_type "minimind" covers two generations: MiniMind2 configs carry
 // "n_routed_experts", MiniMind-3 configs do not; "use_moe" selects the MoE variant.
 inline std::string resolve_architecture(const ModelConfig& c) {
   if (!c.architecture.empty()) return c.architecture;
+  detail::check_supported_hf_fields(c);
   const auto& t = c.model_type;
   if (t == "llama" || t == "mistral") return "llama";
   if (t == "qwen3") return "qwen3";

@@ -119,12 +119,14 @@ mm_state = {k: v for k, v in per_expert_state(m).items() if k != "lm_head.weight
 def to_minimind(cfg):
     keep = {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                                 "head_dim", "max_position_embeddings", "rms_norm_eps", "vocab_size",
-                                "intermediate_size", "moe_intermediate_size", "num_experts", "num_experts_per_tok",
+                                "intermediate_size", "moe_intermediate_size", "num_experts_per_tok",
                                 "norm_topk_prob", "tie_word_embeddings")}
+    keep["num_experts"] = cfg.get("num_experts", cfg.get("num_local_experts"))
+    theta = (cfg.get("rope_parameters") or {}).get("rope_theta", cfg.get("rope_theta"))
     cfg.clear()
     cfg.update(keep)
     cfg.update({"architectures": ["MiniMindForCausalLM"], "model_type": "minimind", "use_moe": True,
-                "rope_theta": 1000000.0, "rope_parameters": None, "router_aux_loss_coef": 0.0005,
+                "rope_theta": theta, "rope_parameters": None, "router_aux_loss_coef": 0.0005,
                 "hidden_act": "silu", "dropout": 0.0, "flash_attn": True, "bos_token_id": 1, "eos_token_id": 2})
 
 
