@@ -69,6 +69,7 @@ TEST_CASE("config: HF field names, transformers 5 rope_parameters and MiniMind2 
 TEST_CASE("config: registry resolves model_type to an architecture") {
   auto from = [](const char* text) { return minillm::resolve_architecture(json::parse(text).get<ModelConfig>()); };
   CHECK(from(R"({"model_type":"llama"})") == "llama");
+  CHECK(from(R"({"model_type":"qwen2","use_sliding_window":false})") == "qwen2");
   CHECK(from(R"({"model_type":"qwen3"})") == "qwen3");
   CHECK(from(R"({"model_type":"qwen3_moe"})") == "qwen3_moe");
   CHECK(from(R"({"model_type":"minimind","use_moe":false,"num_experts":4})") == "minimind3");

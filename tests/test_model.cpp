@@ -7,7 +7,8 @@
 using namespace minillm;
 
 #define ALL_ARCHITECTURES \
-  arch::Llama, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE, arch::Qwen3MoE, arch::ClassicNoPE
+  arch::Llama, arch::Qwen2, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE, arch::Qwen3MoE, \
+      arch::ClassicNoPE
 
 namespace {
 int64_t count_parameters(const ModelConfig& c) {

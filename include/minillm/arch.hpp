@@ -22,6 +22,15 @@ struct Llama {
   using ffn = ffn::SwiGLU;
 };
 
+// HF Qwen2 / Qwen2.5: Llama with biases on the q, k and v projections.
+struct Qwen2 {
+  static constexpr std::string_view name = "qwen2";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::GroupedQuery<attention::QKNorm::off, attention::QKVBias::on>;
+  using ffn = ffn::SwiGLU;
+};
+
 // HF Qwen3: Llama plus per-head QK-norm.
 struct Qwen3 {
   static constexpr std::string_view name = "qwen3";
@@ -76,7 +85,7 @@ struct ClassicNoPE {
   using ffn = ffn::GeluMLP;
 };
 
-static_assert(Architecture<Llama> && Architecture<Qwen3> && Architecture<MiniMind3> && Architecture<MiniMind2MoE> &&
+static_assert(Architecture<Llama> && Architecture<Qwen2> && Architecture<Qwen3> && Architecture<MiniMind3> && Architecture<MiniMind2MoE> &&
               Architecture<MiniMind3MoE> && Architecture<Qwen3MoE> && Architecture<ClassicNoPE>);
 
 }  // namespace minillm::arch

@@ -13,7 +13,7 @@
 
 namespace minillm {
 
-using Architectures = std::tuple<arch::Llama, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE,
+using Architectures = std::tuple<arch::Llama, arch::Qwen2, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE,
                                  arch::Qwen3MoE, arch::ClassicNoPE>;
 using Presets = std::tuple<presets::tiny, presets::small, presets::medium, presets::moe, presets::minimind2_small,
                            presets::minimind2, presets::minimind2_moe, presets::minimind3, presets::minimind3_moe,
@@ -65,6 +65,7 @@ inline std::string resolve_architecture(const ModelConfig& c) {
   detail::check_supported_hf_fields(c);
   const auto& t = c.model_type;
   if (t == "llama" || t == "mistral") return "llama";
+  if (t == "qwen2") return "qwen2";
   if (t == "qwen3") return "qwen3";
   if (t == "qwen3_moe") return "qwen3_moe";
   if (t == "minimind") {
@@ -73,7 +74,7 @@ inline std::string resolve_architecture(const ModelConfig& c) {
     if (mm2) return moe ? "minimind2_moe" : "llama";
     return moe ? "minimind3_moe" : "minimind3";
   }
-  throw ConfigError("model_type \"" + t + "\" is not supported; supported: llama, mistral, qwen3, qwen3_moe, minimind " +
+  throw ConfigError("model_type \"" + t + "\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, minimind " +
                     "(or set \"minillm_arch\" to one of: " + detail::join(architecture_names()) + ")");
 }
 

@@ -12,6 +12,7 @@ Fixtures:
                       (model_type "minimind", use_moe, per-expert tensors, no lm_head)
   llama_yarn_tiny     LlamaForCausalLM with YaRN rope scaling (factor 4 over 64 positions, attention_factor 1)
   qwen3_vocab12k_mqa  Qwen3ForCausalLM with a 12000-token vocabulary and one kv head (MQA)
+  qwen2_tiny          Qwen2ForCausalLM: biases on q/k/v (randomised so they matter), untied
 """
 import json
 import os
@@ -20,7 +21,8 @@ import sys
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 OUT = sys.argv[1]
 
@@ -28,7 +30,9 @@ OUT = sys.argv[1]
 def perturb(model):
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.dim() == 1:
+            if name.endswith("proj.bias"):
+                p.normal_(0.0, 0.5)
+            elif p.dim() == 1:
                 p.uniform_(0.5, 1.5)
             if name.endswith("mlp.gate.weight"):
                 p.mul_(200.0)
@@ -145,3 +149,8 @@ m = Qwen3ForCausalLM(Qwen3Config(vocab_size=12000, hidden_size=32, num_hidden_la
                                  max_position_embeddings=256, rms_norm_eps=1e-6, tie_word_embeddings=True))
 perturb(m)
 make("qwen3_vocab12k_mqa", m, 4)
+
+m = Qwen2ForCausalLM(Qwen2Config(vocab_size=512, intermediate_size=176, tie_word_embeddings=False,
+                                 use_sliding_window=False, **{k: v for k, v in common.items() if k != "head_dim"}))
+perturb(m)
+make("qwen2_tiny", m, 5)

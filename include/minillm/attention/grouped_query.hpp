@@ -1,7 +1,7 @@
 // Causal self-attention with grouped key/value heads: MHA when num_key_value_heads equals
 // num_attention_heads, GQA in between, MQA at one kv head. Optional per-head RMS "QK-norm" before
-// the rotary embedding (Qwen3, MiniMind-3). Parameter names are HF's: q_proj, k_proj, v_proj,
-// o_proj, q_norm, k_norm.
+// the rotary embedding (Qwen3, MiniMind-3) and optional biases on the q/k/v projections (Qwen2).
+// Parameter names are HF's: q_proj, k_proj, v_proj, o_proj, q_norm, k_norm.
 #pragma once
 
 #include "minillm/attention/kernels.hpp"
@@ -13,8 +13,9 @@
 namespace minillm::attention {
 
 enum class QKNorm { off, on };
+enum class QKVBias { off, on };
 
-template <NormPolicy Norm, PositionPolicy Position, QKNorm Q>
+template <NormPolicy Norm, PositionPolicy Position, QKNorm Q, QKVBias B>
 class GroupedQueryAttentionImpl : public torch::nn::Module {
   using NormModule = typename Norm::module;
 
@@ -25,9 +26,10 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
         kv_heads_(c.num_key_value_heads),
         head_dim_(c.resolved_head_dim()) {
     const double std = c.initializer_range;
-    q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_, false, std, options));
-    k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, false, std, options));
-    v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, false, std, options));
+    constexpr bool bias = B == QKVBias::on;
+    q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_, bias, std, options));
+    k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, bias, std, options));
+    v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, bias, std, options));
     o_proj = register_module("o_proj", Linear(heads_ * head_dim_, c.hidden_size, false, std, options));
     if constexpr (Q == QKNorm::on) {
       q_norm = register_module("q_norm", std::make_shared<NormModule>(head_dim_, c.rms_norm_eps, options));
@@ -59,14 +61,15 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
   int64_t layer_, heads_, kv_heads_, head_dim_;
 };
 
-template <QKNorm Q = QKNorm::off>
+template <QKNorm Q = QKNorm::off, QKVBias B = QKVBias::off>
 struct GroupedQuery {
   using policy_category = attention_tag;
   template <NormPolicy Norm, PositionPolicy Position>
-  using module = GroupedQueryAttentionImpl<Norm, Position, Q>;
+  using module = GroupedQueryAttentionImpl<Norm, Position, Q, B>;
 };
 
 static_assert(AttentionPolicy<GroupedQuery<QKNorm::off>, norm::RMSNormHF, position::RoPE>);
 static_assert(AttentionPolicy<GroupedQuery<QKNorm::on>, norm::RMSNormMiniMind3, position::RoPE>);
+static_assert(AttentionPolicy<GroupedQuery<QKNorm::off, QKVBias::on>, norm::RMSNormHF, position::RoPE>);
 
 }  // namespace minillm::attention

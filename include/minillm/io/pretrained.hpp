@@ -123,6 +123,7 @@ inline std::unique_ptr<AnyCausalLM> load_pretrained(const std::filesystem::path&
 // experts, per-sequence aux loss) has no transformers class and keeps MiniMind's own model_type.
 inline std::pair<std::string, std::string> hf_export(std::string_view arch) {
   if (arch == "llama") return {"llama", "LlamaForCausalLM"};
+  if (arch == "qwen2") return {"qwen2", "Qwen2ForCausalLM"};
   if (arch == "qwen3" || arch == "minimind3") return {"qwen3", "Qwen3ForCausalLM"};
   if (arch == "qwen3_moe" || arch == "minimind3_moe") return {"qwen3_moe", "Qwen3MoeForCausalLM"};
   if (arch == "minimind2_moe") return {"minimind", "MiniMindForCausalLM"};
