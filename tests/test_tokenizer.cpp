@@ -4,6 +4,8 @@
 #include <fstream>
 
 #include <minillm/tokenizer/bpe.hpp>
+#include <minillm/tokenizer/stream_decoder.hpp>
+#include <minillm/tokenizer/trainer.hpp>
 
 using minillm::tokenizer::BpeTokenizer;
 using minillm::tokenizer::TokenizerError;
@@ -76,4 +78,60 @@ TEST_CASE("tokenizer: save and load round trip, copies work") {
   CHECK(copy.encode(text) == minimind().encode(text));
   CHECK(back.vocab_size() == 6400);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("tokenizer: the streaming decoder never splits a multi-byte character") {
+  using minillm::tokenizer::StreamDecoder;
+  const std::string text = "床前明月光，疑是地上霜。🌙 Hello ✓ café — 举头望明月 <|im_end|>";
+  const auto ids = minimind().encode(text);
+  std::string streamed;
+  int pieces_with_partial_bytes = 0;
+  StreamDecoder dec(minimind());
+  for (const auto id : ids) {
+    const auto piece = dec.push(id);
+    CHECK(BpeTokenizer::to_valid_utf8(piece) == piece);  // every piece is valid UTF-8 on its own
+    if (piece.empty()) ++pieces_with_partial_bytes;
+    streamed += piece;
+  }
+  streamed += dec.flush();
+  CHECK(streamed == text);
+  CHECK(pieces_with_partial_bytes > 0);  // this text does cut characters across tokens
+  // Single bytes fed one by one: nothing is emitted until the character is complete.
+  const auto emoji = minimind().encode("🌙");
+  StreamDecoder one(minimind());
+  std::string got;
+  for (size_t i = 0; i + 1 < emoji.size(); ++i) got += one.push(emoji[i]);
+  CHECK(got.empty());
+  CHECK(one.push(emoji.back()) == "🌙");
+}
+
+TEST_CASE("tokenizer: training merges the most frequent pair first and round-trips text") {
+  using namespace minillm::tokenizer;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back("low lower lowest newer newest 床前明月光 " + std::to_string(i % 7) + "\n");
+  const auto counts = count_words(texts, 2);
+  CHECK(counts.at(" lower") == 200);
+  CHECK(counts.at(" 0") == 29);
+  TrainerOptions opt;
+  opt.vocab_size = 3 + 256 + 10;
+  size_t last_done = 0;
+  const auto tok = train_bpe(counts, opt, [&](size_t done, size_t) { last_done = done; });
+  CHECK(tok.vocab_size() == opt.vocab_size);
+  CHECK(last_done == 10);
+  CHECK(tok.token_to_id("<|im_end|>").value() == 2);
+  // By hand: "we" occurs in lower, lowest, newer, newest (800 times), "lo" in low, lower, lowest (600).
+  REQUIRE(tok.merges().size() == 10);
+  CHECK(tok.merges()[0] == std::pair<std::string, std::string>{"w", "e"});
+  CHECK(tok.merges()[1] == std::pair<std::string, std::string>{"l", "o"});
+  for (const auto& t : {std::string("lowest newer 床前明月光 9"), std::string("unseen words ünïcödé\ttabs")})
+    CHECK(tok.decode(tok.encode(t)) == t);
+
+  // With room for every merge, each frequent word becomes one token; rare ones stop at min_frequency.
+  opt.vocab_size = 1000;
+  const auto full = train_bpe(counts, opt);
+  CHECK(full.encode(" lowest").size() == 1);
+  CHECK(full.encode(" 床前明月光").size() == 1);
+  CHECK(full.vocab_size() < 1000);  // ran out of pairs
+  opt.min_frequency = 1000;
+  CHECK(train_bpe(counts, opt).vocab_size() == 3 + 256);
 }
