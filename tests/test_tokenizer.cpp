@@ -6,6 +6,9 @@
 #include <minillm/tokenizer/bpe.hpp>
 #include <minillm/tokenizer/stream_decoder.hpp>
 #include <minillm/tokenizer/trainer.hpp>
+#include <minillm/tokenizer/chat_template.hpp>
+
+#include <map>
 
 using minillm::tokenizer::BpeTokenizer;
 using minillm::tokenizer::TokenizerError;
@@ -134,4 +137,73 @@ TEST_CASE("tokenizer: training merges the most frequent pair first and round-tri
   CHECK(full.vocab_size() < 1000);  // ran out of pairs
   opt.min_frequency = 1000;
   CHECK(train_bpe(counts, opt).vocab_size() == 3 + 256);
+}
+
+TEST_CASE("chat: every rendering equals transformers' apply_chat_template") {
+  using namespace minillm::tokenizer;
+  const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "chat";
+  std::map<std::string, nlohmann::ordered_json> convs;
+  for (const auto& c : nlohmann::ordered_json::parse(std::ifstream(dir / "conversations.json")))
+    convs[c["name"].get<std::string>()] = c;
+  const auto expected = json::parse(std::ifstream(dir / "expected.json"));
+  int checked = 0;
+  for (const auto& r : expected["results"]) {
+    const auto& conv = convs.at(r["name"].get<std::string>());
+    ChatOptions opt;
+    opt.add_generation_prompt = r["options"].value("add_generation_prompt", false);
+    opt.open_thinking = r["options"].value("open_thinking", false);
+    if (conv.contains("tools")) opt.tools = conv["tools"];
+    CAPTURE(r["name"].get<std::string>());
+    CAPTURE(r["format"].get<std::string>());
+    CAPTURE(r["options"].dump());
+    const auto text = render_chat(chat_messages_from_json(conv["messages"]),
+                                  chat_format_from_name(r["format"].get<std::string>()), opt);
+    CHECK(text == r["text"].get<std::string>());
+    ++checked;
+  }
+  CHECK(checked == 45);
+}
+
+TEST_CASE("chat: SFT labels cover exactly the assistant spans, through <|im_end|>\\n") {
+  using namespace minillm::tokenizer;
+  const std::vector<ChatMessage> msgs = {{"system", "你是诗人。"}, {"user", "床前明月光"}, {"assistant", "疑是地上霜。"},
+                                         {"user", "下一句"}, {"assistant", "举头望明月。"}};
+  const auto text = render_chat(msgs, ChatFormat::minimind3);
+  const auto ids = minimind().encode(text);
+  const auto labels = sft_labels(minimind(), ids, ChatFormat::minimind3);
+  REQUIRE(labels.size() == ids.size());
+  // Decode the labelled runs: exactly the two assistant bodies with their closing marker.
+  std::vector<std::string> spans;
+  std::vector<int32_t> run;
+  for (size_t i = 0; i <= ids.size(); ++i) {
+    if (i < ids.size() && labels[i] != -100) {
+      CHECK(labels[i] == ids[i]);
+      run.push_back(ids[i]);
+    } else if (!run.empty()) {
+      spans.push_back(minimind().decode(run));
+      run.clear();
+    }
+  }
+  CHECK(spans == std::vector<std::string>{"<think>\n\n</think>\n\n疑是地上霜。<|im_end|>\n",
+                                          "<think>\n\n</think>\n\n举头望明月。<|im_end|>\n"});
+  // An unfinished assistant turn (generation prompt) is labelled to the end.
+  const auto prompt = minimind().encode(render_chat({{"user", "hi"}}, ChatFormat::minimind3, {.add_generation_prompt = true}));
+  const auto open_labels = sft_labels(minimind(), prompt, ChatFormat::minimind3);
+  CHECK(open_labels.back() == prompt.back());
+}
+
+TEST_CASE("chat: bad messages are rejected with the index named") {
+  using namespace minillm::tokenizer;
+  auto err = [](const char* text) {
+    try {
+      chat_messages_from_json(nlohmann::ordered_json::parse(text));
+    } catch (const TokenizerError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(err(R"({"role":"user"})") == "messages must be a JSON array");
+  CHECK(err(R"([{"role":"user","content":"a"},{"content":"b"}])") == "message 1 has no \"role\" string");
+  CHECK(err(R"([{"role":"robot","content":"a"}])") == "message 0 has unknown role \"robot\" (system, user, assistant, tool)");
+  CHECK(err(R"([{"role":"user","content":5}])") == "message 0: \"content\" must be a string");
 }
