@@ -129,24 +129,10 @@ class BpeTokenizer {
 
   // Text (valid UTF-8, else TokenizerError) -> ids. No special tokens are added; special tokens
   // written in the text are recognised.
-  std::vector<int32_t> encode(std::string_view text) const {
-    unicode::require_valid_utf8(text);
-    std::vector<int32_t> ids;
-    std::vector<std::string_view> words;
-    size_t start = 0;
-    while (start <= text.size()) {
-      const auto [pos, token] = next_added(text, start);
-      words.clear();
-      split_gpt2(text.substr(start, pos - start), words);
-      for (const auto& w : words) encode_word(w, ids);
-      if (token == nullptr) break;
-      ids.push_back(token->id);
-      start = pos + token->content.size();
-    }
-    return ids;
-  }
+  std::vector<int32_t> encode(std::string_view text) const { return encode(text, nullptr); }
 
-  // Encodes many texts on `threads` threads (0: all cores); results in input order.
+  // Encodes many texts on `threads` threads (0: all cores); results in input order. Each thread
+  // keeps its own word cache, so threads never wait on each other.
   std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string>& texts, unsigned threads = 0) const {
     std::vector<std::vector<int32_t>> out(texts.size());
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -154,10 +140,12 @@ class BpeTokenizer {
     std::vector<std::thread> pool;
     std::exception_ptr error;
     std::mutex error_mutex;
+    const size_t chunk = (texts.size() + threads - 1) / threads;
     for (unsigned t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
         try {
-          for (size_t i = t; i < texts.size(); i += threads) out[i] = encode(texts[i]);
+          WordCache local;
+          for (size_t i = t * chunk; i < std::min(texts.size(), (t + 1) * chunk); ++i) out[i] = encode(texts[i], &local);
         } catch (...) {
           std::lock_guard lock(error_mutex);
           if (!error) error = std::current_exception();
@@ -168,6 +156,28 @@ class BpeTokenizer {
     return out;
   }
 
+ private:
+  using WordCache = std::unordered_map<std::string, std::vector<int32_t>>;
+
+  // local == nullptr: the tokenizer's shared cache (locked); else a caller-owned one (unlocked).
+  std::vector<int32_t> encode(std::string_view text, WordCache* local) const {
+    unicode::require_valid_utf8(text);
+    std::vector<int32_t> ids;
+    std::vector<std::string_view> words;
+    size_t start = 0;
+    while (start <= text.size()) {
+      const auto [pos, token] = next_added(text, start);
+      words.clear();
+      split_gpt2(text.substr(start, pos - start), words);
+      for (const auto& w : words) encode_word(w, ids, local);
+      if (token == nullptr) break;
+      ids.push_back(token->id);
+      start = pos + token->content.size();
+    }
+    return ids;
+  }
+
+ public:
   // ids -> the raw bytes they stand for (may end inside a UTF-8 sequence).
   std::string decode_bytes(const std::vector<int32_t>& ids, bool skip_special = false) const {
     std::string out;
@@ -320,11 +330,16 @@ class BpeTokenizer {
 
   // BPE over one pre-token: start from its bytes' ids, merge the lowest-ranked adjacent pair
   // (leftmost first) until no merge applies. Results are cached per word.
-  void encode_word(std::string_view word, std::vector<int32_t>& ids) const {
-    {
+  void encode_word(std::string_view word, std::vector<int32_t>& ids, WordCache* local) const {
+    const std::string key(word);
+    if (local != nullptr) {
+      if (const auto it = local->find(key); it != local->end()) {
+        ids.insert(ids.end(), it->second.begin(), it->second.end());
+        return;
+      }
+    } else {
       std::shared_lock lock(cache_->mutex);
-      const auto it = cache_->words.find(std::string(word));
-      if (it != cache_->words.end()) {
+      if (const auto it = cache_->words.find(key); it != cache_->words.end()) {
         ids.insert(ids.end(), it->second.begin(), it->second.end());
         return;
       }
@@ -363,9 +378,12 @@ class BpeTokenizer {
     std::vector<int32_t> result;
     for (int i = 0; i >= 0; i = next[i]) result.push_back(sym[i]);
     ids.insert(ids.end(), result.begin(), result.end());
-    if (word.size() <= 64) {
+    if (word.size() > 64) return;  // long words rarely repeat
+    if (local != nullptr) {
+      if (local->size() < 200'000) local->emplace(key, std::move(result));
+    } else {
       std::unique_lock lock(cache_->mutex);
-      if (cache_->words.size() < 200'000) cache_->words.emplace(std::string(word), std::move(result));
+      if (cache_->words.size() < 200'000) cache_->words.emplace(key, std::move(result));
     }
   }
 
@@ -377,8 +395,8 @@ class BpeTokenizer {
   std::unordered_map<std::pair<int32_t, int32_t>, MergeInfo, PairHash> merge_rank_;
   std::vector<std::vector<const AddedToken*>> added_by_first_byte_;
   std::unordered_map<int32_t, const AddedToken*> added_by_id_;
-  struct Cache {  // pre-token -> ids, shared by encoding threads
-    std::unordered_map<std::string, std::vector<int32_t>> words;
+  struct Cache {  // pre-token -> ids for encode(); batches use one WordCache per thread
+    WordCache words;
     std::shared_mutex mutex;
   };
   std::unique_ptr<Cache> cache_ = std::make_unique<Cache>();
