@@ -1,11 +1,13 @@
 // minillm-eval: run a checkpoint on token ids.
 //   minillm-eval --model DIR --ids "302 171 301" --logits-out logits.f32   full-sequence logits, float32 [T, V]
 //   minillm-eval --model DIR --ids "302 171 301" --greedy 12              12 greedy token ids
+//   minillm-eval --model DIR --text val.jsonl                              perplexity over a text or jsonl file
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include <minillm/eval/perplexity.hpp>
 #include <minillm/model.hpp>
 
 namespace {
@@ -36,7 +38,14 @@ int main(int argc, char** argv) {
   std::string model_dir, ids_text, logits_out, device = "cpu";
   int greedy = 0, threads = 0;
   app.add_option("--model", model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
-  app.add_option("--ids", ids_text, "space-separated token ids of one sequence")->required();
+  std::string text_file, tokenizer_path;
+  int64_t window = 0, max_docs = 0;
+  auto* ids_opt = app.add_option("--ids", ids_text, "space-separated token ids of one sequence");
+  auto* text_opt = app.add_option("--text", text_file, "report perplexity over this text or .jsonl file")->check(CLI::ExistingFile);
+  ids_opt->excludes(text_opt);
+  app.add_option("--tokenizer", tokenizer_path, "tokenizer.json or its directory (default: the model directory)");
+  app.add_option("--window", window, "tokens per forward for --text (default: max_position_embeddings, at most 1024)");
+  app.add_option("--max-docs", max_docs, "evaluate at most this many documents (0: all)");
   app.add_option("--logits-out", logits_out, "write the full-sequence logits as raw little-endian float32 [T, V]");
   app.add_option("--greedy", greedy, "print this many greedy continuation ids")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
@@ -45,13 +54,30 @@ int main(int argc, char** argv) {
 
   try {
     minillm::set_num_threads(threads);
-    if (logits_out.empty() && greedy == 0) throw std::invalid_argument("nothing to do: give --logits-out and/or --greedy N");
-    const auto ids = parse_ids(ids_text);
+    const bool text_mode = !text_file.empty();
+    if (!text_mode && ids_text.empty()) throw std::invalid_argument("give --ids (with --logits-out / --greedy) or --text");
+    if (!text_mode && logits_out.empty() && greedy == 0)
+      throw std::invalid_argument("nothing to do: give --logits-out and/or --greedy N");
     const auto dev = device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
     if (dev.is_cuda() && !at::hasCUDA()) throw std::runtime_error("--device cuda: this LibTorch build has no CUDA device");
     auto model = minillm::load_pretrained(model_dir, at::TensorOptions().device(dev));
     model->module().eval();
     at::NoGradGuard no_grad;
+    if (text_mode) {
+      const auto w = window > 0 ? window : std::min<int64_t>(model->config().max_position_embeddings, 1024);
+      const std::filesystem::path tp = tokenizer_path.empty() ? model_dir : tokenizer_path;
+      const auto tok_file = std::filesystem::is_directory(tp) ? tp / "tokenizer.json" : tp;
+      const auto tok = minillm::tokenizer::BpeTokenizer::from_file(tok_file);
+      const auto [bos, eos] = minillm::document_markers(tok_file.parent_path(), tok);
+      const auto r = minillm::text_perplexity(*model, tok, bos, eos, text_file, w, max_docs, [](const auto& p) {
+        std::cerr << "\r" << p.documents << " documents, " << p.tokens << " tokens, loss " << p.loss << std::flush;
+      });
+      std::cerr << '\n';
+      std::cout << "documents " << r.documents << "  tokens " << r.tokens << "  loss " << r.loss << "  perplexity "
+                << r.perplexity << '\n';
+      return 0;
+    }
+    const auto ids = parse_ids(ids_text);
     const auto input = at::tensor(ids, at::kLong).unsqueeze(0).to(dev);  // (1, T)
 
     if (!logits_out.empty()) {

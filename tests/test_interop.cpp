@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include <minillm/eval/perplexity.hpp>
+
 using namespace minillm;
 using nlohmann::json;
 
@@ -262,5 +264,30 @@ TEST_CASE("checkpoint: weights saved as bf16 load into an fp32 model") {
     CHECK((p.value().scalar_type() == at::kFloat));
     CHECK(at::equal(p.value(), params[p.key()].to(at::kBFloat16).to(at::kFloat)));
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("eval: perplexity counts every predicted token and is the vocabulary size for uniform logits") {
+  const auto dir = test::temp_dir("ppl");
+  const auto tok = tokenizer::BpeTokenizer::from_file(data_dir() / "tokenizer" / "minimind" / "tokenizer.json");
+  const auto [bos, eos] = document_markers(data_dir() / "tokenizer" / "minimind", tok);
+  CHECK(bos == 1);
+  CHECK(eos == 2);
+  {
+    std::ofstream out(dir / "docs.jsonl");
+    out << R"({"text":"床前明月光，疑是地上霜。"})" << '\n' << R"({"text":"Hello world, a longer document to cut."})" << '\n';
+  }
+  auto cfg = test::small_config("llama");
+  cfg.vocab_size = 6400;
+  auto model = make_model(cfg);
+  {
+    at::NoGradGuard g;
+    model->module().named_parameters()["model.embed_tokens.weight"].zero_();  // tied head: every logit 0
+  }
+  const auto r = text_perplexity(*model, tok, bos, eos, dir / "docs.jsonl", /*window=*/4);
+  const auto expected_tokens = tok.encode("床前明月光，疑是地上霜。").size() + 1 + tok.encode("Hello world, a longer document to cut.").size() + 1;
+  CHECK(r.documents == 2);
+  CHECK(r.tokens == static_cast<int64_t>(expected_tokens));
+  CHECK(r.perplexity == doctest::Approx(6400.0).epsilon(1e-4));
   std::filesystem::remove_all(dir);
 }
