@@ -13,4 +13,4 @@ string(REPLACE "|" ";" search "${prefix};${PREFIX_PATH}")
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${search}" "-DTorch_DIR=${Torch_DIR}"
     -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
-run("${WORK_DIR}/build/consumer")
+run("${WORK_DIR}/build/hello_minillm")
