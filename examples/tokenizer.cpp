@@ -3,12 +3,15 @@
 //   echo "床前明月光" | minillm-tokenizer encode --tokenizer out/tokenizer
 //   echo "1968 294"   | minillm-tokenizer decode --tokenizer out/tokenizer
 //   minillm-tokenizer chat --template minimind3 --generation-prompt < conversation.json
+//   minillm-tokenizer shard --tokenizer out/tokenizer --input corpus.jsonl --output corpus.bin
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
 #include <sstream>
 
 #include <minillm/data/text_corpus.hpp>
+#include <minillm/data/token_shard.hpp>
+#include <minillm/tokenizer/document_markers.hpp>
 #include <minillm/io/atomic_write.hpp>
 #include <minillm/tokenizer/jinja_templates.hpp>
 #include <minillm/tokenizer/trainer.hpp>
@@ -153,6 +156,45 @@ int decode(const std::string& path, bool skip_special) {
   return 0;
 }
 
+// Pre-tokenizes text / jsonl files into one shard: documents as bos + text + eos, encoded in chunks
+// of `chunk` texts on all cores, so memory stays bounded whatever the corpus size.
+int shard(const std::string& path, const std::vector<std::string>& inputs, const std::string& output, size_t chunk,
+          unsigned threads) {
+  const auto tok_file = tokenizer_file(path);
+  const auto tok = tk::BpeTokenizer::from_file(tok_file);
+  const auto [bos, eos] = minillm::document_markers(tok_file.parent_path(), tok);
+  uint64_t total_bytes = 0, done_bytes = 0;
+  for (const auto& in : inputs) total_bytes += std::filesystem::file_size(in);
+  minillm::data::ShardWriter writer(output, tok.vocab_size());
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> texts;
+  auto flush = [&] {
+    for (auto& ids : tok.encode_batch(texts, threads)) {
+      ids.insert(ids.begin(), bos);
+      ids.push_back(eos);
+      writer.add_document(ids);
+    }
+    texts.clear();
+    const double secs = seconds_since(t0);
+    std::cerr << "\rshard: " << done_bytes / 1000000 << "/" << total_bytes / 1000000 << " MB, "
+              << writer.header().documents << " documents, " << writer.header().tokens << " tokens, "
+              << (secs > 0 ? done_bytes / 1e6 / secs : 0.0) << " MB/s" << std::flush;
+  };
+  for (const auto& in : inputs) {
+    minillm::data::for_each_text(in, [&](std::string&& t) {
+      done_bytes += t.size();
+      texts.push_back(std::move(t));
+      if (texts.size() >= chunk) flush();
+      return true;
+    });
+  }
+  flush();
+  writer.finish();
+  std::cerr << "\nwrote " << output << ": " << writer.header().documents << " documents, " << writer.header().tokens
+            << " tokens (" << writer.header().token_bytes * 8 << "-bit ids) in " << seconds_since(t0) << " s\n";
+  return 0;
+}
+
 int chat(const std::string& format_name, bool generation_prompt, bool open_thinking, const std::string& tokenizer) {
   std::stringstream buf;
   buf << std::cin.rdbuf();
@@ -223,12 +265,23 @@ int main(int argc, char** argv) {
   ch->add_flag("--open-thinking", think, "minimind3: leave the <think> block open");
   ch->add_option("--tokenizer", chat_tok, "also print ids and SFT labels (JSON)")->check(CLI::ExistingPath);
 
+  auto* sh = app.add_subcommand("shard", "pre-tokenize text / jsonl files into a token shard (bos + text + eos per document)");
+  std::vector<std::string> shard_inputs;
+  std::string shard_out;
+  size_t chunk = 8192;
+  sh->add_option("--tokenizer", tok_path, "tokenizer.json or a directory holding it")->required()->check(CLI::ExistingPath);
+  sh->add_option("--input", shard_inputs, "text or .jsonl files")->required()->check(CLI::ExistingFile);
+  sh->add_option("--output", shard_out, "shard file to write (.bin)")->required();
+  sh->add_option("--chunk", chunk, "texts encoded per batch (bounds memory)")->check(CLI::PositiveNumber);
+  sh->add_option("--threads", threads, "encoding threads (0: all cores)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*tr) return train(inputs, vocab, min_freq, specials, format, max_mb, threads, output);
     if (*en) return encode(tok_path, jsonl, threads, stats);
     if (*de) return decode(tok_path, skip_special);
     if (*ch) return chat(format, gen, think, chat_tok);
+    if (*sh) return shard(tok_path, shard_inputs, shard_out, chunk, threads);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

@@ -9,7 +9,7 @@
 
 #include "minillm/data/text_corpus.hpp"
 #include "minillm/registry.hpp"
-#include "minillm/tokenizer/bpe.hpp"
+#include "minillm/tokenizer/document_markers.hpp"
 
 namespace minillm {
 
@@ -19,21 +19,6 @@ struct PerplexityResult {
   double loss = 0;     // mean negative log-likelihood (nats)
   double perplexity = 0;
 };
-
-// The bos/eos ids a document is wrapped in: tokenizer_config.json's bos_token / eos_token in
-// `tokenizer_dir` when present, else <|im_start|> / <|im_end|>.
-inline std::pair<int32_t, int32_t> document_markers(const std::filesystem::path& tokenizer_dir,
-                                                    const tokenizer::BpeTokenizer& tok) {
-  std::string bos = "<|im_start|>", eos = "<|im_end|>";
-  if (std::ifstream in(tokenizer_dir / "tokenizer_config.json"); in) {
-    const auto c = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (c.is_object() && c.contains("bos_token") && c["bos_token"].is_string()) bos = c["bos_token"];
-    if (c.is_object() && c.contains("eos_token") && c["eos_token"].is_string()) eos = c["eos_token"];
-  }
-  const auto b = tok.token_to_id(bos), e = tok.token_to_id(eos);
-  if (!b || !e) throw tokenizer::TokenizerError("tokenizer has no bos/eos token \"" + bos + "\" / \"" + eos + "\"");
-  return {*b, *e};
-}
 
 inline PerplexityResult text_perplexity(AnyCausalLM& model, const tokenizer::BpeTokenizer& tok, int32_t bos, int32_t eos,
                                         const std::filesystem::path& file, int64_t window, int64_t max_docs = 0,

@@ -3,13 +3,7 @@
 // (model.safetensors.index.json).
 #pragma once
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +15,7 @@
 
 #include "minillm/core/torch.hpp"
 #include "minillm/io/atomic_write.hpp"
+#include "minillm/io/mapped_file.hpp"
 #include "minillm/io/safetensors_format.hpp"
 
 namespace minillm::io {
@@ -49,47 +44,10 @@ inline DType to_dtype(at::ScalarType t) {
   throw SafetensorsError(std::string("dtype ") + c10::toString(t) + " cannot be stored in safetensors");
 }
 
-// A read-only file mapped copy-on-write: tensors viewing it may be written without touching the file.
-class MappedFile {
- public:
-  explicit MappedFile(const std::filesystem::path& path) : path_(path.string()) {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw SafetensorsError(path_ + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw SafetensorsError(path_ + ": not a regular file");
-    }
-    size_ = static_cast<uint64_t>(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        throw SafetensorsError(path_ + ": mmap failed: " + std::strerror(errno));
-      }
-      data_ = static_cast<uint8_t*>(p);
-    }
-    ::close(fd);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-  }
-  uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  uint8_t* data_ = nullptr;
-  uint64_t size_ = 0;
-};
-
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::filesystem::path& path)
-      : map_(std::make_shared<MappedFile>(path)),
+      : map_(open(path)),
         header_(parse_safetensors_header(map_->data(), map_->size(), map_->path())) {}
 
   const SafetensorsHeader& header() const { return header_; }
@@ -118,6 +76,14 @@ class SafetensorsFile {
   }
 
  private:
+  static std::shared_ptr<MappedFile> open(const std::filesystem::path& path) {
+    try {
+      return std::make_shared<MappedFile>(path);
+    } catch (const MappedFileError& e) {
+      throw SafetensorsError(e.what());
+    }
+  }
+
   std::shared_ptr<MappedFile> map_;
   SafetensorsHeader header_;
 };
