@@ -1,0 +1,134 @@
+// Trainer<Model>: one optimiser step at a time over any minillm model (CausalLM<A> or the
+// registry's AnyCausalLM): AdamW, the learning-rate schedule, gradient accumulation over
+// micro-batches, gradient clipping, and a guard that skips a step whose loss or gradients are not
+// finite (and stops after too many in a row) instead of applying it.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include "minillm/causal_lm.hpp"
+#include "minillm/train/schedule.hpp"
+
+namespace minillm::train {
+
+struct TrainingError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainerOptions {
+  ScheduleOptions schedule;
+  int64_t accumulation = 1;      // micro-batches per optimiser step
+  double clip = 1.0;             // max gradient norm; <= 0: no clipping
+  double weight_decay = 0.01;    // AdamW's decoupled decay (PyTorch's default, as MiniMind uses)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t max_consecutive_skips = 10;
+};
+
+struct StepStats {
+  int64_t step = 0;         // the optimiser step this was (0-based)
+  double loss = 0;          // mean objective over the micro-batches (lm + aux)
+  double lm_loss = 0;       // mean cross entropy
+  double lr = 0;
+  double grad_norm = 0;     // before clipping
+  int64_t tokens = 0;       // predicted tokens
+  bool skipped = false;     // non-finite loss or gradients: nothing was applied
+};
+
+namespace detail {
+template <class M>
+torch::nn::Module& module_of(M& m) {
+  if constexpr (requires { m.module(); }) return m.module();
+  else return *m;
+}
+template <class M>
+CausalLMOutput forward_of(M& m, const at::Tensor& ids, const ForwardOptions& o) {
+  if constexpr (requires { m.module(); }) return m.forward(ids, o);
+  else return m->forward(ids, o);
+}
+}  // namespace detail
+
+template <class Model>
+class Trainer {
+ public:
+  Trainer(Model& model, TrainerOptions options)
+      : model_(model),
+        options_(std::move(options)),
+        params_(detail::module_of(model_).parameters()),
+        optimizer_(params_, torch::optim::AdamWOptions(options_.schedule.lr)
+                                .betas({options_.beta1, options_.beta2})
+                                .eps(options_.eps)
+                                .weight_decay(options_.weight_decay)) {
+    if (options_.accumulation < 1)
+      throw std::invalid_argument("accumulation (" + std::to_string(options_.accumulation) + ") must be at least 1");
+  }
+
+  // One optimiser step over `micro_batches` (each (B, T) token ids, labels = ids), normally
+  // `accumulation` of them. Each micro-batch's loss is scaled by 1 / count before backward, so
+  // accumulating k batches of size B matches one batch of size k*B with equal token counts.
+  StepStats step(const std::vector<at::Tensor>& micro_batches) {
+    if (micro_batches.empty()) throw std::invalid_argument("step() needs at least one micro-batch");
+    StepStats s;
+    s.step = step_;
+    s.lr = learning_rate(options_.schedule, step_);
+    for (auto& group : optimizer_.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(s.lr);
+    detail::module_of(model_).train();
+    optimizer_.zero_grad();
+    bool finite = true;
+    const double scale = 1.0 / static_cast<double>(micro_batches.size());
+    for (const auto& ids : micro_batches) {
+      const CausalLMOutput out = detail::forward_of(model_, ids, {.labels = ids});
+      const double loss = out.loss.item<double>();
+      finite = finite && std::isfinite(loss);
+      s.loss += loss * scale;
+      s.lm_loss += out.lm_loss.item<double>() * scale;
+      s.tokens += ids.size(0) * (ids.size(1) - 1);
+      if (finite) (out.loss * scale).backward();
+    }
+    if (finite) {
+      s.grad_norm = options_.clip > 0 ? torch::nn::utils::clip_grad_norm_(params_, options_.clip)
+                                      : total_grad_norm();
+      finite = std::isfinite(s.grad_norm);
+    }
+    if (finite) {
+      optimizer_.step();
+      consecutive_skips_ = 0;
+    } else {
+      optimizer_.zero_grad();
+      s.skipped = true;
+      ++skipped_steps_;
+      if (++consecutive_skips_ >= options_.max_consecutive_skips)
+        throw TrainingError(std::to_string(consecutive_skips_) +
+                            " consecutive steps had a non-finite loss or gradient norm (last at step " +
+                            std::to_string(step_) + "); stopping. Lower the learning rate or check the data.");
+    }
+    ++step_;
+    return s;
+  }
+
+  int64_t current_step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+  int64_t skipped_steps() const { return skipped_steps_; }
+  torch::optim::AdamW& optimizer() { return optimizer_; }
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  double total_grad_norm() const {
+    double sq = 0;
+    for (const auto& p : params_)
+      if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  }
+
+  Model& model_;
+  TrainerOptions options_;
+  std::vector<at::Tensor> params_;
+  torch::optim::AdamW optimizer_;
+  int64_t step_ = 0, skipped_steps_ = 0, consecutive_skips_ = 0;
+};
+
+}  // namespace minillm::train
