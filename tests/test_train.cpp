@@ -43,12 +43,18 @@ TEST_CASE("train: accumulating k micro-batches equals one batch k times larger")
   CHECK(sa.loss == doctest::Approx(sb.loss).epsilon(1e-6));
   CHECK(sa.grad_norm == doctest::Approx(sb.grad_norm).epsilon(1e-5));
   CHECK(sa.grad_norm > 0.5);  // clipping was active
+  // The accumulated (clipped) gradients are the same; they stay on the parameters after step().
   auto pb = b->named_parameters();
-  double worst = 0;
-  for (const auto& p : a->named_parameters()) worst = std::max(worst, test::max_abs_diff(p.value(), pb[p.key()]));
-  // Adam's first update is lr * g / (|g| + eps): float rounding in near-zero gradient components
-  // moves it by a little, so the parameters agree to 0.1% of the learning rate (measured: 7.7e-6).
-  CHECK(worst < 1e-3 * 1e-2);
+  double worst_grad = 0, worst_param = 0, largest_grad = 0;
+  for (const auto& p : a->named_parameters()) {
+    worst_grad = std::max(worst_grad, test::max_abs_diff(p.value().grad(), pb[p.key()].grad()));
+    largest_grad = std::max(largest_grad, p.value().grad().abs().max().item<double>());
+    worst_param = std::max(worst_param, test::max_abs_diff(p.value(), pb[p.key()]));
+  }
+  CHECK(worst_grad < 1e-6 * std::max(1.0, largest_grad));
+  // Adam's first update is lr * g / (|g| + eps), which turns rounding in near-zero gradient
+  // components into visible steps: parameters agree to a small fraction of lr (seen: 8e-6, 1.1e-5).
+  CHECK(worst_param < 0.01 * 1e-2);
   CHECK(sa.tokens == 4 * 8);
 }
 
