@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "minillm/core/parallel.hpp"
 #include "minillm/io/atomic_write.hpp"
 #include "minillm/tokenizer/byte_level.hpp"
 
@@ -137,47 +138,14 @@ class BpeTokenizer {
     std::vector<std::vector<int32_t>> out(texts.size());
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<size_t>(1, texts.size())));
-    std::vector<std::thread> pool;
-    std::exception_ptr error;
-    std::mutex error_mutex;
     const size_t chunk = (texts.size() + threads - 1) / threads;
-    for (unsigned t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        try {
-          WordCache local;
-          for (size_t i = t * chunk; i < std::min(texts.size(), (t + 1) * chunk); ++i) out[i] = encode(texts[i], &local);
-        } catch (...) {
-          std::lock_guard lock(error_mutex);
-          if (!error) error = std::current_exception();
-        }
-      });
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
+    run_on_threads(threads, [&](unsigned t) {
+      WordCache local;
+      for (size_t i = t * chunk; i < std::min(texts.size(), (t + 1) * chunk); ++i) out[i] = encode(texts[i], &local);
+    });
     return out;
   }
 
- private:
-  using WordCache = std::unordered_map<std::string, std::vector<int32_t>>;
-
-  // local == nullptr: the tokenizer's shared cache (locked); else a caller-owned one (unlocked).
-  std::vector<int32_t> encode(std::string_view text, WordCache* local) const {
-    unicode::require_valid_utf8(text);
-    std::vector<int32_t> ids;
-    std::vector<std::string_view> words;
-    size_t start = 0;
-    while (start <= text.size()) {
-      const auto [pos, token] = next_added(text, start);
-      words.clear();
-      split_gpt2(text.substr(start, pos - start), words);
-      for (const auto& w : words) encode_word(w, ids, local);
-      if (token == nullptr) break;
-      ids.push_back(token->id);
-      start = pos + token->content.size();
-    }
-    return ids;
-  }
-
- public:
   // ids -> the raw bytes they stand for (may end inside a UTF-8 sequence).
   std::string decode_bytes(const std::vector<int32_t>& ids, bool skip_special = false) const {
     std::string out;
@@ -251,6 +219,27 @@ class BpeTokenizer {
   }
 
  private:
+  using WordCache = std::unordered_map<std::string, std::vector<int32_t>>;
+
+  // local == nullptr: the tokenizer's shared cache (locked); else a caller-owned one (unlocked).
+  std::vector<int32_t> encode(std::string_view text, WordCache* local) const {
+    unicode::require_valid_utf8(text);
+    std::vector<int32_t> ids;
+    std::vector<std::string_view> words;
+    size_t start = 0;
+    while (start <= text.size()) {
+      const auto [pos, token] = next_added(text, start);
+      words.clear();
+      split_gpt2(text.substr(start, pos - start), words);
+      for (const auto& w : words) encode_word(w, ids, local);
+      if (token == nullptr) break;
+      ids.push_back(token->id);
+      start = pos + token->content.size();
+    }
+    return ids;
+  }
+
+
   struct PairHash {
     size_t operator()(const std::pair<int32_t, int32_t>& p) const {
       return std::hash<uint64_t>()((static_cast<uint64_t>(static_cast<uint32_t>(p.first)) << 32) |

@@ -30,26 +30,15 @@ using WordCounts = std::unordered_map<std::string, uint64_t>;
 inline WordCounts count_words(const std::vector<std::string>& texts, unsigned threads = 0) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   std::vector<WordCounts> local(threads);
-  std::vector<std::thread> pool;
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  for (unsigned t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        std::vector<std::string_view> words;
-        for (size_t i = t; i < texts.size(); i += threads) {
-          unicode::require_valid_utf8(texts[i]);
-          words.clear();
-          split_gpt2(texts[i], words);
-          for (const auto& w : words) ++local[t][std::string(w)];
-        }
-      } catch (...) {
-        std::lock_guard lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
+  run_on_threads(threads, [&](unsigned t) {
+    std::vector<std::string_view> words;
+    for (size_t i = t; i < texts.size(); i += threads) {
+      unicode::require_valid_utf8(texts[i]);
+      words.clear();
+      split_gpt2(texts[i], words);
+      for (const auto& w : words) ++local[t][std::string(w)];
+    }
+  });
   WordCounts total = std::move(local[0]);
   for (unsigned t = 1; t < threads; ++t)
     for (auto& [w, n] : local[t]) total[w] += n;
