@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 
+#include <minillm/train/checkpoint.hpp>
 #include <minillm/train/trainer.hpp>
 
 using namespace minillm;
@@ -94,4 +95,70 @@ TEST_CASE("train: the trainer works through the registry's type-erased model too
   double last = first;
   for (int i = 0; i < 30; ++i) last = trainer.step({batch}).loss;
   CHECK(last < 0.5 * first);
+}
+
+TEST_CASE("train: N steps straight equal N/2 + checkpoint + load into a fresh process state + N/2") {
+  const auto dir = test::temp_dir("resume");
+  {
+    minillm::data::ShardWriter w(dir / "data.bin", 97);
+    at::manual_seed(40);
+    for (int d = 0; d < 40; ++d) {
+      const auto doc = at::randint(0, 97, {9}, at::kLong);
+      w.add_document(std::vector<int64_t>(doc.data_ptr<int64_t>(), doc.data_ptr<int64_t>() + 9));
+    }
+    w.finish();
+  }
+  const auto cfg = test::small_config("minimind3_moe");
+  const TrainerOptions opt{.schedule = {.kind = LrSchedule::minimind_cosine, .lr = 3e-3, .total_steps = 6},
+                           .accumulation = 2};
+  auto run = [&](int steps, minillm::AnyCausalLM& model, Trainer<minillm::AnyCausalLM>& trainer,
+                 minillm::data::PackedWindows& data) {
+    std::vector<double> losses;
+    for (int i = 0; i < steps; ++i) losses.push_back(trainer.step({data.next_batch(2), data.next_batch(2)}).loss);
+    return losses;
+  };
+  // Straight through.
+  at::manual_seed(41);
+  auto a = make_model(cfg);
+  Trainer<minillm::AnyCausalLM> ta(*a, opt);
+  minillm::data::PackedWindows da({dir / "data.bin"}, 16, 5);
+  const auto straight = run(6, *a, ta, da);
+  // Half, checkpoint, then a fresh model / trainer / loader / RNG state restored from it.
+  at::manual_seed(41);
+  auto b = make_model(cfg);
+  Trainer<minillm::AnyCausalLM> tb(*b, opt);
+  minillm::data::PackedWindows db({dir / "data.bin"}, 16, 5);
+  auto first = run(3, *b, tb, db);
+  const auto ckpt = save_checkpoint(dir / "out", *b, tb, db.cursor());
+  CHECK(ckpt.filename() == "checkpoint-00000003");
+  at::manual_seed(999);  // a different process would start from anything
+  auto c = make_model(cfg);
+  Trainer<minillm::AnyCausalLM> tc(*c, opt);
+  minillm::data::PackedWindows dc({dir / "data.bin"}, 16, 5);
+  const auto info = load_checkpoint(ckpt, *c, tc);
+  dc.set_cursor(info.cursor);
+  CHECK(info.step == 3);
+  auto second = run(3, *c, tc, dc);
+  first.insert(first.end(), second.begin(), second.end());
+  CHECK(first == straight);  // bit-identical losses
+  auto pa = a->module().named_parameters();
+  for (const auto& p : c->module().named_parameters()) CHECK_MESSAGE(at::equal(p.value(), pa[p.key()]), p.key());
+
+  // keep_last, an interrupted save, and a checkpoint that contradicts the model.
+  for (int i = 0; i < 3; ++i) {
+    tc.step({dc.next_batch(2)});
+    save_checkpoint(dir / "out", *c, tc, dc.cursor(), /*keep_last=*/2);
+  }
+  std::filesystem::create_directories(dir / "out" / "checkpoint-00000099.tmp");  // killed mid-save
+  const auto kept = list_checkpoints(dir / "out");
+  REQUIRE(kept.size() == 2);
+  CHECK(kept.back().filename() == "checkpoint-00000009");
+  auto other = cfg;
+  other.hidden_size = 32;
+  other.head_dim = 8;
+  auto d = make_model(other);
+  Trainer<minillm::AnyCausalLM> td(*d, opt);
+  CHECK_MESSAGE_CONTAINS(test::message_of<minillm::CheckpointError>([&] { load_checkpoint(kept.back(), *d, td); }),
+                         "checkpoint hidden_size (64) contradicts the model being trained (32)");
+  std::filesystem::remove_all(dir);
 }
