@@ -10,4 +10,8 @@ build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DMINILLM_BUILD_BENCH=ON
 cmake --build "$build_dir" -j"$jobs"
+# The server test talks to minillm-serve with the official openai npm client.
+if [ ! -d "$build_dir/npm/node_modules/openai" ]; then
+  npm install --prefix "$build_dir/npm" --no-audit --no-fund --silent openai@4.95.0
+fi
 ctest --test-dir "$build_dir" -j"$jobs" --output-on-failure

@@ -58,6 +58,9 @@ inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
+// tests/data (copied fixtures; the suite needs nothing outside the repository).
+inline std::filesystem::path data_dir() { return MINILLM_TEST_DATA_DIR; }
+
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("minillm_test_" + name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -1,9 +1,12 @@
-// Token shards and packed pretraining windows.
+// Token shards, packed pretraining windows, SFT conversations (labels, packing) and the unigram baseline.
 #include "helpers.hpp"
 
+#include <fstream>
 #include <set>
 
 #include <minillm/data/packed_windows.hpp>
+#include <minillm/data/sft_dataset.hpp>
+#include <minillm/eval/unigram.hpp>
 
 using namespace minillm::data;
 
@@ -83,5 +86,121 @@ TEST_CASE("data: packed windows cover the stream without padding, in a seeded or
   resumed.set_cursor(cursor);
   CHECK(at::equal(resumed.next_batch(8), a2));
   CHECK_MESSAGE_CONTAINS(test::message_of<DataError>([&] { PackedWindows(shards, 100, 1); }), "too few for one window of 101");
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+const minillm::tokenizer::BpeTokenizer& sft_tokenizer() {
+  static const auto tok = minillm::tokenizer::BpeTokenizer::from_file(test::data_dir() / "tokenizer/minimind/tokenizer.json");
+  return tok;
+}
+SftDataset sft_data(int64_t seq_len, bool pack) {
+  return SftDataset({test::data_dir() / "text/sft.jsonl"}, sft_tokenizer(), {.seq_len = seq_len, .pack = pack, .seed = 3});
+}
+}  // namespace
+
+TEST_CASE("data: SFT labels cover exactly the assistant replies and their end marker") {
+  const auto data = sft_data(512, false);
+  REQUIRE(data.size() == 6);
+  const auto& tok = sft_tokenizer();
+  // Conversation 2 has two assistant turns; the trained tokens, decoded, are exactly those replies.
+  const auto [ids, labels] = data.example(2);
+  std::vector<int32_t> trained;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (labels[i] != minillm::kIgnoreIndex) trained.push_back(ids[i]);
+  CHECK(tok.decode(trained) ==
+        "<think>\n\n</think>\n\n春眠不觉晓，处处闻啼鸟。\n夜来风雨声，花落知多少。<|im_end|>\n"
+        "<think>\n\n</think>\n\n这首诗的作者是孟浩然。<|im_end|>\n");
+  // reasoning_content goes into the trained <think> block.
+  const auto [ids4, labels4] = data.example(4);
+  std::vector<int32_t> trained4;
+  for (size_t i = 0; i < ids4.size(); ++i)
+    if (labels4[i] != minillm::kIgnoreIndex) trained4.push_back(ids4[i]);
+  CHECK(tok.decode(trained4).find("<think>\n这是王之涣的诗。\n</think>") == 0);
+}
+
+TEST_CASE("data: SFT batches are padded per batch, packed rows restart positions, and the cursor resumes") {
+  auto padded = sft_data(512, false);
+  const auto b = padded.next_batch(3);
+  CHECK(b.input_ids.size(0) == 3);
+  CHECK_FALSE(b.attention_mask.defined());  // right padding under causal attention needs no mask
+  auto packed = sft_data(160, true);
+  const auto p = packed.next_batch(2);
+  CHECK(p.input_ids.sizes() == at::IntArrayRef({2, 160}));
+  REQUIRE(p.attention_mask.defined());
+  CHECK(p.attention_mask.sizes() == at::IntArrayRef({2, 1, 160, 160}));
+  CHECK(p.position_ids.defined());
+  // Every conversation is used once per epoch; the cursor resumes the same rows.
+  auto a = sft_data(160, true), c = sft_data(160, true);
+  a.next_batch(1);
+  c.set_cursor(a.cursor());
+  CHECK(at::equal(a.next_batch(2).input_ids, c.next_batch(2).input_ids));
+  CHECK_MESSAGE_CONTAINS(test::message_of([&] { c.set_cursor({0, 99}); }), "position 99");
+}
+
+TEST_CASE("data: packing keeps conversations from attending to each other") {
+  // Two conversations in one row; changing the first leaves the second's logits unchanged, and the
+  // second's logits equal those of it alone in a row.
+  auto data = sft_data(512, false);
+  const auto [a_ids, a_labels] = data.example(0);
+  const auto [b_ids, b_labels] = data.example(1);
+  auto row = [&](std::vector<int32_t> first) {
+    std::vector<int64_t> ids(first.begin(), first.end()), seg(first.size(), 0), pos;
+    for (size_t i = 0; i < first.size(); ++i) pos.push_back(static_cast<int64_t>(i));
+    for (size_t i = 0; i < b_ids.size(); ++i) ids.push_back(b_ids[i]), seg.push_back(1), pos.push_back(static_cast<int64_t>(i));
+    const auto s = at::tensor(seg).unsqueeze(0);
+    const auto mask = (s.unsqueeze(2).eq(s.unsqueeze(1)) & at::ones({s.size(1), s.size(1)}, at::kBool).tril()).unsqueeze(1);
+    return std::tuple{at::tensor(ids).unsqueeze(0), mask, at::tensor(pos).unsqueeze(0)};
+  };
+  auto cfg = test::small_config("qwen3");
+  cfg.vocab_size = 6400;
+  cfg.max_position_embeddings = 512;
+  at::manual_seed(5);
+  minillm::CausalLM<minillm::arch::Qwen3> m(cfg);
+  m->eval();
+  at::NoGradGuard g;
+  const auto n = static_cast<int64_t>(b_ids.size());
+  auto changed = a_ids;
+  for (auto& id : changed) id = (id * 7 + 11) % 6400;
+  const auto [ids1, mask1, pos1] = row(a_ids);
+  const auto [ids2, mask2, pos2] = row(changed);
+  const auto out1 = m->forward(ids1, {.attention_mask = mask1, .position_ids = pos1}).logits;
+  const auto out2 = m->forward(ids2, {.attention_mask = mask2, .position_ids = pos2}).logits;
+  const auto alone = m->forward(at::tensor(std::vector<int64_t>(b_ids.begin(), b_ids.end())).unsqueeze(0)).logits;
+  CHECK(test::max_abs_diff(out1.narrow(1, out1.size(1) - n, n), out2.narrow(1, out2.size(1) - n, n)) < 1e-5);
+  CHECK(test::max_abs_diff(out1.narrow(1, out1.size(1) - n, n), alone) < 1e-4);
+  // The first conversation's own logits did change.
+  CHECK(test::max_abs_diff(out1.narrow(1, 0, 4), out2.narrow(1, 0, 4)) > 1e-3);
+  // And the dataset's own packed mask has the same block structure.
+  auto packed = sft_data(512, true);
+  const auto batch = packed.next_batch(1);
+  const auto& pm = batch.attention_mask;
+  const auto positions = batch.position_ids[0];
+  const auto restart = positions.eq(0).nonzero();
+  REQUIRE(restart.size(0) >= 2);
+  const auto second = restart[1][0].item<int64_t>();
+  CHECK_FALSE(pm[0][0][second].narrow(0, 0, second).any().item<bool>());  // no look back into the first
+  CHECK(pm[0][0][second][second].item<bool>());
+}
+
+TEST_CASE("data: bad SFT lines are named by file and line") {
+  const auto dir = test::temp_dir("sft_bad");
+  const auto& tok = sft_tokenizer();
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "bad.jsonl") << text;
+    return test::message_of<DataError>([&] { SftDataset({dir / "bad.jsonl"}, tok, {}); });
+  };
+  const std::string good = R"({"conversations":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]})";
+  CHECK_MESSAGE_CONTAINS(write(good + "\n{not json\n"), "bad.jsonl:2: not valid JSON");
+  CHECK_MESSAGE_CONTAINS(write(good + "\n\n" + R"({"text":"x"})" + "\n"), "bad.jsonl:3: expected an object with a \"conversations\" array");
+  CHECK_MESSAGE_CONTAINS(write(R"({"conversations":[{"role":"robot","content":"x"}]})"), "bad.jsonl:1: conversations: message 0 has unknown role \"robot\"");
+  CHECK_MESSAGE_CONTAINS(test::message_of<DataError>([&] { SftDataset({dir / "missing.jsonl"}, tok, {}); }), "cannot open");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("data: unigram entropy of a shard equals the hand computation") {
+  const auto dir = test::temp_dir("unigram");
+  write_shard(dir / "u.bin", 10, {{1, 1, 2, 3}});  // p = 1/2, 1/4, 1/4
+  CHECK(minillm::unigram_entropy({dir / "u.bin"}) == doctest::Approx(1.5 * std::log(2.0)));
   std::filesystem::remove_all(dir);
 }

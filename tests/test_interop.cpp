@@ -15,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-std::filesystem::path data_dir() { return MINILLM_TEST_DATA_DIR; }
+using test::data_dir;
 
 std::vector<uint8_t> read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

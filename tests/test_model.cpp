@@ -88,7 +88,9 @@ TEST_CASE_TEMPLATE("model: causality - a later token never changes earlier logit
   const auto before = m->forward(ids).logits;
   ids.index_put_({at::indexing::Slice(), 7}, (ids.index({at::indexing::Slice(), 7}) + 1) % 97);
   const auto after = m->forward(ids).logits;
-  CHECK(test::max_abs_diff(before.narrow(1, 0, 7), after.narrow(1, 0, 7)) == 0.0);
+  // Not bit-exact for MoE: the changed tokens may route elsewhere, so the experts' GEMMs see other
+  // row counts, and BLAS may round a row differently at another shape (seen: 1.2e-7).
+  CHECK(test::max_abs_diff(before.narrow(1, 0, 7), after.narrow(1, 0, 7)) < 1e-6);
   CHECK(test::max_abs_diff(before.narrow(1, 7, 5), after.narrow(1, 7, 5)) > 1e-4);
 }
 

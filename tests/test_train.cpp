@@ -1,10 +1,19 @@
 // Learning-rate schedules and the trainer's optimisation step.
 #include "helpers.hpp"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
 #include <limits>
 #include <map>
+#include <thread>
 
+#include <minillm/data/packed_windows.hpp>
 #include <minillm/train/checkpoint.hpp>
+#include <minillm/train/tensorboard.hpp>
 #include <minillm/train/trainer.hpp>
 
 using namespace minillm;
@@ -160,5 +169,106 @@ TEST_CASE("train: N steps straight equal N/2 + checkpoint + load into a fresh pr
   Trainer<minillm::AnyCausalLM> td(*d, opt);
   CHECK_MESSAGE_CONTAINS(test::message_of<minillm::CheckpointError>([&] { load_checkpoint(kept.back(), *d, td); }),
                          "checkpoint hidden_size (64) contradicts the model being trained (32)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: a process killed while saving checkpoints leaves every listed checkpoint loadable") {
+  const auto dir = test::temp_dir("killed");
+  const auto cfg = test::small_config("llama");
+  for (const int delay_ms : {3, 17, 41}) {
+    CAPTURE(delay_ms);
+    std::filesystem::remove_all(dir / "out");
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {  // saves checkpoint after checkpoint until it is killed
+      at::set_num_threads(1);
+      auto m = make_model(cfg);
+      Trainer<minillm::AnyCausalLM> t(*m, {});
+      for (int64_t step = 1;; ++step) {
+        t.set_step(step);
+        save_checkpoint(dir / "out", *m, t, {0, static_cast<uint64_t>(step)}, /*keep_last=*/2);
+      }
+    }
+    // Once the first checkpoint exists, kill the child at some point of a later save.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (list_checkpoints(dir / "out").empty() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    const auto kept = list_checkpoints(dir / "out");
+    REQUIRE_FALSE(kept.empty());
+    auto m = make_model(cfg);
+    Trainer<minillm::AnyCausalLM> t(*m, {});
+    for (const auto& ckpt : kept) {
+      CAPTURE(ckpt);
+      const auto info = load_checkpoint(ckpt, *m, t);
+      CHECK(info.cursor.position == static_cast<uint64_t>(info.step));
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: bf16 autocast trains with fp32 weights and a loss close to fp32's") {
+  const auto cfg = test::small_config("llama");
+  at::manual_seed(50);
+  const auto ids = at::randint(0, 97, {2, 16}, at::kLong);
+  std::vector<double> losses;
+  for (const auto precision : {minillm::Precision::fp32, minillm::Precision::bf16}) {
+    at::manual_seed(51);
+    auto m = make_model(cfg);
+    Trainer<minillm::AnyCausalLM> t(*m, {.precision = precision});
+    const auto s = t.step(std::vector<at::Tensor>{ids});
+    CHECK_FALSE(s.skipped);
+    losses.push_back(s.loss);
+    for (const auto& p : m->module().parameters()) CHECK((p.scalar_type() == at::kFloat));
+  }
+  CHECK(losses[0] != losses[1]);  // bf16 really ran
+  CHECK(std::abs(losses[0] - losses[1]) < 0.05);
+  CHECK(minillm::precision_from_name("bf16") == minillm::Precision::bf16);
+  CHECK_MESSAGE_CONTAINS(test::message_of([] { minillm::precision_from_name("fp8"); }), "\"fp8\"");
+}
+
+TEST_CASE("train: TensorBoard events are TFRecords of Event protobufs with valid CRC-32C") {
+  namespace tbf = minillm::train::tensorboard;
+  CHECK(tbf::crc32c("123456789") == 0xE3069283u);  // the CRC-32C check value
+  CHECK(tbf::crc32c(std::string(32, '\0')) == 0x8A9136AAu);  // RFC 3720 B.4
+  const auto dir = test::temp_dir("tb");
+  std::filesystem::path file;
+  {
+    TensorBoardWriter w(dir);
+    w.scalar("train/loss", 7, 2.5);
+    file = w.path();
+  }
+  CHECK(file.filename().string().rfind("events.out.tfevents.", 0) == 0);
+  std::ifstream in(file, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  // Walk the records: length, its CRC, data, the data's CRC.
+  std::vector<std::string> records;
+  for (size_t at = 0; at < bytes.size();) {
+    REQUIRE(at + 12 <= bytes.size());
+    uint64_t n = 0;
+    uint32_t len_crc = 0, data_crc = 0;
+    std::memcpy(&n, bytes.data() + at, 8);
+    std::memcpy(&len_crc, bytes.data() + at + 8, 4);
+    CHECK(len_crc == tbf::masked_crc32c(bytes.substr(at, 8)));
+    const auto data = bytes.substr(at + 12, n);
+    std::memcpy(&data_crc, bytes.data() + at + 12 + n, 4);
+    CHECK(data_crc == tbf::masked_crc32c(data));
+    records.push_back(data);
+    at += 12 + n + 4;
+  }
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].find("brain.Event:2") != std::string::npos);
+  // The scalar event: step 7 (field 2, varint), tag and the float 2.5 (field 2, fixed32) in the summary value.
+  const auto& e = records[1];
+  CHECK(static_cast<int>(e[9]) == 0x10);
+  CHECK(static_cast<int>(e[10]) == 7);
+  CHECK(e.find("train/loss") != std::string::npos);
+  float value = 0;
+  const auto tag_end = e.find("train/loss") + 10;
+  CHECK(static_cast<int>(e[tag_end]) == 0x15);
+  std::memcpy(&value, e.data() + tag_end + 1, 4);
+  CHECK(value == 2.5f);
   std::filesystem::remove_all(dir);
 }

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "minillm/attention/kernels.hpp"
 #include "minillm/block.hpp"
 #include "minillm/core/layers.hpp"
 #include "minillm/core/threads.hpp"
@@ -119,8 +120,11 @@ class CausalLMImpl : public torch::nn::Module {
       if (opt.labels.sizes() != input_ids.sizes())
         throw std::invalid_argument("labels shape " + shape_string(opt.labels) + " must equal input_ids shape " +
                                     shape_string(input_ids));
-      const auto logits = out.logits.narrow(1, 0, t - 1).reshape({-1, config_.vocab_size}).to(at::kFloat);
-      const auto target = opt.labels.narrow(1, 1, t - 1).reshape({-1});
+      // Position i predicts labels[i + 1]: shift the labels (the last position gets no target)
+      // rather than slicing the logits, whose slice and copy cost more than the loss itself.
+      const auto logits = out.logits.reshape({-1, config_.vocab_size}).to(at::kFloat);
+      const auto target = at::cat({opt.labels.narrow(1, 1, t - 1), at::full({b, 1}, kIgnoreIndex, opt.labels.options())}, 1)
+                              .reshape({-1});
       out.lm_loss = at::cross_entropy_loss(logits, target, {}, at::Reduction::Mean, kIgnoreIndex);
       out.loss = out.aux_loss.defined() ? out.lm_loss + out.aux_loss : out.lm_loss;
     }
@@ -212,5 +216,35 @@ class CausalLMImpl : public torch::nn::Module {
 
 template <Architecture A>
 using CausalLM = torch::nn::ModuleHolder<CausalLMImpl<A>>;
+
+// One way for code templated on the model (Trainer, Generator) to reach either a CausalLM<A> (a
+// ModuleHolder: `m->`) or the registry's type-erased AnyCausalLM (a plain object: `m.`).
+namespace detail {
+template <class M>
+constexpr bool is_holder = requires(M& m) { m.operator->(); };
+template <class M>
+auto& model_impl(M& m) {
+  if constexpr (is_holder<M>) return *m;
+  else return m;
+}
+}  // namespace detail
+
+template <class M>
+torch::nn::Module& module_of(M& m) {
+  if constexpr (detail::is_holder<M>) return *m;
+  else return m.module();
+}
+template <class M>
+CausalLMOutput forward_of(M& m, const at::Tensor& ids, const ForwardOptions& o) {
+  return detail::model_impl(m).forward(ids, o);
+}
+template <class M>
+const ModelConfig& config_of(M& m) {
+  return detail::model_impl(m).config();
+}
+template <class M>
+KVCache make_cache_of(M& m, int64_t batch, int64_t capacity) {
+  return detail::model_impl(m).make_cache(batch, capacity);
+}
 
 }  // namespace minillm

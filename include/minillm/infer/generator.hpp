@@ -1,0 +1,244 @@
+// Generator<Model>: text generation over any minillm model (CausalLM<A> or the registry's
+// AnyCausalLM) with the preallocated KV cache: one prefill of the (left-padded) prompts, then one
+// token per step. Rows of a batch keep their own positions (counted over real tokens), so a
+// left-padded batch generates what each prompt generates alone. Sampling (sampling.hpp), stop
+// token ids and stop strings, a streaming callback that only ever receives whole UTF-8
+// characters, and cancellation (from the callback, per row, or from a flag, for all rows).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "minillm/causal_lm.hpp"
+#include "minillm/core/autocast.hpp"
+#include "minillm/infer/sampling.hpp"
+#include "minillm/tokenizer/stream_decoder.hpp"
+
+namespace minillm::infer {
+
+struct GenerationOptions {
+  SamplingOptions sampling;
+  int64_t max_new_tokens = 256;
+  std::vector<int32_t> stop_token_ids;   // generation of a row ends at any of these (not part of the output)
+  std::vector<std::string> stop_strings;  // ... or when its text contains one of these (the text is cut before it)
+  std::optional<uint64_t> seed;           // sampling seed; unset: a fresh one per call
+  Precision precision = Precision::fp32;  // bf16: forward under autocast (useful on CUDA)
+};
+
+enum class FinishReason { stop, length, cancelled };
+
+inline std::string_view finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated ids (without the stop token)
+  std::string text;             // their text, cut before a stop string; special tokens left out
+  FinishReason finish = FinishReason::length;
+};
+
+// Receives each new piece of text of row `row` as soon as it is whole (complete UTF-8 characters,
+// never part of a stop string). Returning false stops that row (FinishReason::cancelled).
+using StreamCallback = std::function<bool(size_t row, std::string_view piece)>;
+
+namespace detail {
+
+// The text of one row as it grows: holds back what could still become a stop string.
+class StopStringFilter {
+ public:
+  explicit StopStringFilter(const std::vector<std::string>& stops) : stops_(&stops) {
+    for (const auto& s : stops)
+      if (s.empty()) throw std::invalid_argument("stop strings must not be empty");
+  }
+
+  // Appends `piece`; returns the text that may be emitted now and sets `stopped` when a stop
+  // string appeared (the text then ends right before it).
+  std::string push(std::string_view piece, bool& stopped) {
+    text_ += piece;
+    size_t cut = std::string::npos;
+    for (const auto& s : *stops_) {
+      const size_t from = emitted_ >= s.size() ? emitted_ - s.size() + 1 : 0;
+      const auto at = text_.find(s, from);
+      if (at != std::string::npos) cut = std::min(cut, at);
+    }
+    if (cut != std::string::npos) {
+      text_.resize(std::max(cut, emitted_));
+      stopped = true;
+      return take(text_.size());
+    }
+    return take(text_.size() - held_back());
+  }
+  // Everything not yet emitted (at the end of generation).
+  std::string finish() { return take(text_.size()); }
+  const std::string& text() const { return text_; }
+
+ private:
+  // Length of the longest tail of the unemitted text that begins some stop string.
+  size_t held_back() const {
+    size_t hold = 0;
+    for (const auto& s : *stops_)
+      for (size_t k = std::min(s.size() - 1, text_.size() - emitted_); k > hold; --k)
+        if (text_.compare(text_.size() - k, k, s, 0, k) == 0) {
+          hold = k;
+          break;
+        }
+    return hold;
+  }
+  std::string take(size_t end) {
+    std::string out = text_.substr(emitted_, end - emitted_);
+    emitted_ = end;
+    return out;
+  }
+
+  const std::vector<std::string>* stops_;
+  std::string text_;
+  size_t emitted_ = 0;
+};
+
+}  // namespace detail
+
+template <class Model>
+class Generator {
+ public:
+  Generator(Model& model, const tokenizer::BpeTokenizer& tokenizer) : model_(model), tokenizer_(tokenizer) {}
+
+  // Generates for every prompt at once (left-padded into one batch). `cancel`, when set to true
+  // by another thread, ends every row with FinishReason::cancelled after the current step.
+  std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& opt,
+                                   const StreamCallback& on_text = {}, const std::atomic<bool>* cancel = nullptr) {
+    validate(prompts, opt);
+    const auto b = static_cast<int64_t>(prompts.size());
+    int64_t longest = 0;
+    for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
+    const int64_t capacity = longest + opt.max_new_tokens;
+    const auto device = module_of(model_).parameters().front().device();
+    const auto long_cpu = at::TensorOptions().dtype(at::kLong);
+
+    // Left padding: row r's prompt ends at column `longest`; its real tokens are marked in `mask`.
+    auto ids = at::zeros({b, longest}, long_cpu);
+    auto mask = at::zeros({b, capacity}, long_cpu);
+    auto context = at::full({b, capacity}, -1, long_cpu);  // seen ids for the repetition penalty
+    bool padded = false;
+    for (int64_t r = 0; r < b; ++r) {
+      const auto& p = prompts[static_cast<size_t>(r)];
+      const auto n = static_cast<int64_t>(p.size());
+      padded = padded || n != longest;
+      const auto row = at::tensor(std::vector<int64_t>(p.begin(), p.end()), long_cpu);
+      ids[r].narrow(0, longest - n, n).copy_(row);
+      context[r].narrow(0, longest - n, n).copy_(row);
+      mask[r].narrow(0, longest - n, n + opt.max_new_tokens).fill_(1);
+    }
+    mask = mask.to(device);
+    context = context.to(device);
+
+    at::NoGradGuard no_grad;
+    auto& module = module_of(model_);
+    const bool was_training = module.is_training();
+    module.eval();
+    auto cache = make_cache_of(model_, b, capacity);
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(opt.seed ? *opt.seed : std::random_device{}());
+
+    std::vector<Generation> out(static_cast<size_t>(b));
+    std::vector<tokenizer::StreamDecoder> decoders(static_cast<size_t>(b), tokenizer::StreamDecoder(tokenizer_, true));
+    std::vector<detail::StopStringFilter> filters(static_cast<size_t>(b), detail::StopStringFilter(opt.stop_strings));
+    std::vector<bool> active(static_cast<size_t>(b), true);
+    auto emit = [&](size_t r, const std::string& piece) {
+      if (!piece.empty() && on_text && !on_text(r, piece)) {
+        out[r].finish = FinishReason::cancelled;
+        active[r] = false;
+      }
+    };
+    auto end_row = [&](size_t r, FinishReason why) {
+      bool stopped = false;
+      emit(r, filters[r].push(decoders[r].flush(), stopped));
+      emit(r, filters[r].finish());
+      if (out[r].finish != FinishReason::cancelled) out[r].finish = why;
+      active[r] = false;
+    };
+
+    auto step = [&](const at::Tensor& input, int64_t seen) {
+      AutocastGuard autocast(device.type(), opt.precision);
+      return forward_of(model_, input,
+                        {.attention_mask = padded ? mask.narrow(1, 0, seen) : at::Tensor(),
+                         .cache = &cache,
+                         .logits_to_keep = 1})
+          .logits.select(1, -1);  // (B, V)
+    };
+    auto logits = step(ids.to(device), longest);
+    for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
+      const int64_t seen = longest + i;
+      const auto next = sample_next(logits, context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
+      const at::Tensor next_cpu = next.to(at::kCPU);
+      const auto* next_ids = next_cpu.data_ptr<int64_t>();
+      const bool cancelled = cancel != nullptr && cancel->load();
+      for (size_t r = 0; r < static_cast<size_t>(b); ++r) {
+        if (!active[r]) continue;
+        if (cancelled) {
+          out[r].finish = FinishReason::cancelled;
+          end_row(r, FinishReason::cancelled);
+          continue;
+        }
+        const auto id = static_cast<int32_t>(next_ids[r]);
+        if (std::find(opt.stop_token_ids.begin(), opt.stop_token_ids.end(), id) != opt.stop_token_ids.end()) {
+          end_row(r, FinishReason::stop);
+          continue;
+        }
+        out[r].tokens.push_back(id);
+        bool stopped = false;
+        emit(r, filters[r].push(decoders[r].push(id), stopped));
+        if (stopped) end_row(r, FinishReason::stop);
+      }
+      if (std::none_of(active.begin(), active.end(), [](bool a) { return a; }) || i + 1 == opt.max_new_tokens) break;
+      context.narrow(1, seen, 1).copy_(next.unsqueeze(1));
+      logits = step(next.unsqueeze(1), seen + 1);
+    }
+    for (size_t r = 0; r < static_cast<size_t>(b); ++r) {
+      if (active[r]) end_row(r, FinishReason::length);
+      out[r].text = filters[r].text();
+    }
+    if (was_training) module.train();
+    return out;
+  }
+
+  Generation generate(const std::vector<int32_t>& prompt, const GenerationOptions& opt, const StreamCallback& on_text = {},
+                      const std::atomic<bool>* cancel = nullptr) {
+    return std::move(generate(std::vector<std::vector<int32_t>>{prompt}, opt, on_text, cancel).front());
+  }
+
+  Model& model() { return model_; }
+  const tokenizer::BpeTokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  void validate(const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& opt) const {
+    opt.sampling.validate();
+    if (prompts.empty()) throw std::invalid_argument("generate() needs at least one prompt");
+    if (opt.max_new_tokens < 1)
+      throw std::invalid_argument("max_new_tokens (" + std::to_string(opt.max_new_tokens) + ") must be at least 1");
+    const auto& cfg = config_of(model_);
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      const auto n = static_cast<int64_t>(prompts[r].size());
+      if (n == 0) throw std::invalid_argument("prompt " + std::to_string(r) + " is empty");
+      if (n + opt.max_new_tokens > cfg.max_position_embeddings)
+        throw std::length_error("prompt " + std::to_string(r) + " (" + std::to_string(n) + " tokens) + max_new_tokens (" +
+                                std::to_string(opt.max_new_tokens) + ") exceeds the model's context (" +
+                                std::to_string(cfg.max_position_embeddings) + " tokens)");
+    }
+  }
+
+  Model& model_;
+  const tokenizer::BpeTokenizer& tokenizer_;
+};
+
+}  // namespace minillm::infer

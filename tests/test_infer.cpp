@@ -1,0 +1,191 @@
+// Inference: sampling filters on hand-made logits, the KV cache for every preset, batched
+// generation with left padding, stop strings and streaming.
+#include "helpers.hpp"
+
+#include <minillm/infer/generator.hpp>
+#include <minillm/tokenizer/bpe.hpp>
+
+using namespace minillm;
+using namespace minillm::infer;
+
+namespace {
+
+at::Tensor row(std::vector<float> v) { return at::tensor(v).unsqueeze(0); }  // (1, V)
+
+std::vector<bool> kept(const at::Tensor& filtered) {
+  std::vector<bool> out;
+  for (int64_t i = 0; i < filtered.size(1); ++i) out.push_back(std::isfinite(filtered[0][i].item<float>()));
+  return out;
+}
+
+const tokenizer::BpeTokenizer& minimind_tokenizer() {
+  static const auto tok = tokenizer::BpeTokenizer::from_file(test::data_dir() / "tokenizer/minimind/tokenizer.json");
+  return tok;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto n = tokenizer::unicode::sequence_length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("sampling: top-k keeps the k largest logits") {
+  const auto x = row({1.0f, 4.0f, 3.0f, 2.0f, 0.5f});
+  CHECK(kept(apply_top_k(x, 2)) == std::vector<bool>{false, true, true, false, false});
+  CHECK(kept(apply_top_k(x, 0)) == std::vector<bool>(5, true));
+  CHECK(kept(apply_top_k(x, 9)) == std::vector<bool>(5, true));
+}
+
+TEST_CASE("sampling: top-p keeps the smallest set whose mass reaches p") {
+  // Probabilities 0.5, 0.3, 0.15, 0.05 (as logs): p = 0.7 needs the first two, p = 0.85 three.
+  const auto x = row({std::log(0.3f), std::log(0.05f), std::log(0.5f), std::log(0.15f)});
+  CHECK(kept(apply_top_p(x, 0.7)) == std::vector<bool>{true, false, true, false});
+  CHECK(kept(apply_top_p(x, 0.85)) == std::vector<bool>{true, false, true, true});
+  CHECK(kept(apply_top_p(x, 0.1)) == std::vector<bool>{false, false, true, false});  // at least one
+  CHECK(kept(apply_top_p(x, 1.0)) == std::vector<bool>(4, true));
+}
+
+TEST_CASE("sampling: min-p drops tokens below min_p times the top probability") {
+  const auto x = row({std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)});
+  CHECK(kept(apply_min_p(x, 0.2)) == std::vector<bool>{true, true, true, false});  // threshold 0.1
+  CHECK(kept(apply_min_p(x, 0.5)) == std::vector<bool>{true, true, false, false});  // threshold 0.25
+}
+
+TEST_CASE("sampling: repetition penalty divides positive and multiplies negative logits of seen tokens") {
+  const auto x = row({2.0f, -2.0f, 1.0f, -1.0f});
+  const auto context = at::tensor(std::vector<int64_t>{0, 1, 1, -1}).unsqueeze(0);  // -1: padding
+  const auto y = apply_repetition_penalty(x, context, 2.0);
+  CHECK(y[0][0].item<float>() == doctest::Approx(1.0));
+  CHECK(y[0][1].item<float>() == doctest::Approx(-4.0));
+  CHECK(y[0][2].item<float>() == doctest::Approx(1.0));  // unseen: unchanged
+  CHECK(y[0][3].item<float>() == doctest::Approx(-1.0));
+}
+
+TEST_CASE("sampling: the penalty applies before temperature; greedy ignores the filters; a seed repeats draws") {
+  const auto x = row({2.0f, 1.9f, -3.0f});
+  const auto context = at::tensor(std::vector<int64_t>{0}).unsqueeze(0);
+  SamplingOptions o{.temperature = 0, .repetition_penalty = 1.5};
+  auto g = at::make_generator<at::CPUGeneratorImpl>(1);
+  CHECK(sample_next(x, context, o, g).item<int64_t>() == 1);  // 2.0 / 1.5 < 1.9
+  const auto p = process_logits(x, context, {.temperature = 0.5, .repetition_penalty = 1.5});
+  CHECK(p[0][0].item<float>() == doctest::Approx(2.0 / 1.5 / 0.5));
+  SamplingOptions s{.temperature = 1.0};
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(7), g2 = at::make_generator<at::CPUGeneratorImpl>(7);
+  const auto wide = at::zeros({1, 50});
+  for (int i = 0; i < 5; ++i)
+    CHECK(sample_next(wide, {}, s, g1).item<int64_t>() == sample_next(wide, {}, s, g2).item<int64_t>());
+  CHECK_MESSAGE_CONTAINS(test::message_of([] { SamplingOptions{.top_p = 1.5}.validate(); }), "top_p (1.5");
+  CHECK_MESSAGE_CONTAINS(test::message_of([] { SamplingOptions{.temperature = -1}.validate(); }), "temperature (-1");
+}
+
+TEST_CASE("generation: prefill + cached decode equals the full forward for every preset (2 layers, tolerance 1e-4)") {
+  for (const auto& name : preset_names()) {
+    CAPTURE(name);
+    auto cfg = preset_config(name);
+    cfg.num_hidden_layers = 2;
+    cfg.vocab_size = 512;  // the heads, kv heads, head_dim and norms are the preset's
+    at::manual_seed(3);
+    auto m = make_model(cfg);
+    test::perturb_norms(m->module());
+    m->module().eval();
+    at::NoGradGuard g;
+    const auto ids = at::randint(0, 512, {2, 9}, at::kLong);
+    const auto full = m->forward(ids).logits;
+    auto cache = m->make_cache(2, 9);
+    std::vector<at::Tensor> pieces = {m->forward(ids.narrow(1, 0, 5), {.cache = &cache}).logits};
+    for (int64_t t = 5; t < 9; ++t) pieces.push_back(m->forward(ids.narrow(1, t, 1), {.cache = &cache}).logits);
+    CHECK(test::max_abs_diff(at::cat(pieces, 1), full) < 1e-4);
+  }
+}
+
+TEST_CASE("generation: a left-padded batch generates exactly what each prompt generates alone (greedy)") {
+  at::manual_seed(21);
+  CausalLM<arch::Qwen3> m(test::small_config("qwen3"));
+  test::perturb_norms(*m);
+  tokenizer::BpeTokenizer tok = minimind_tokenizer();
+  Generator<CausalLM<arch::Qwen3>> gen(m, tok);
+  const std::vector<std::vector<int32_t>> prompts = {{5, 17, 33, 2, 80, 41, 9}, {12, 60}, {70, 3, 3, 91}};
+  const GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = 12};
+  const auto together = gen.generate(prompts, opt);
+  REQUIRE(together.size() == 3);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    CAPTURE(r);
+    const auto alone = gen.generate(prompts[r], opt);
+    CHECK(together[r].tokens == alone.tokens);
+    CHECK(together[r].tokens.size() == 12);
+    CHECK(together[r].finish == FinishReason::length);
+  }
+}
+
+TEST_CASE("generation: stop token ids end a row; the context limit is checked before any work") {
+  at::manual_seed(22);
+  CausalLM<arch::Llama> m(test::small_config("llama"));
+  const auto& tok = minimind_tokenizer();
+  Generator<CausalLM<arch::Llama>> gen(m, tok);
+  GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = 8};
+  const auto free_run = gen.generate({4, 5, 6}, opt);
+  REQUIRE(free_run.tokens.size() == 8);
+  opt.stop_token_ids = {free_run.tokens[3]};
+  const auto stopped = gen.generate({4, 5, 6}, opt);
+  const auto first = std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[3]) - free_run.tokens.begin();
+  CHECK(stopped.tokens == std::vector<int32_t>(free_run.tokens.begin(), free_run.tokens.begin() + first));
+  CHECK(stopped.finish == FinishReason::stop);
+  opt.max_new_tokens = 126;  // context is 128
+  CHECK_MESSAGE_CONTAINS(test::message_of<std::length_error>([&] { gen.generate({4, 5, 6}, opt); }),
+                         "exceeds the model's context (128 tokens)");
+}
+
+TEST_CASE("generation: stop strings cut the text, also across token boundaries, and are never streamed") {
+  std::vector<std::string> stops = {"END", "。\n"};
+  infer::detail::StopStringFilter f(stops);
+  bool stopped = false;
+  std::string streamed;
+  for (const char* piece : {"床前", "明月光E", "N", "xyz。", "\n后面"}) {
+    streamed += f.push(piece, stopped);
+    if (stopped) break;
+  }
+  // "E" + "N" was held back until "x" showed it was no stop string; "。\n" then stopped.
+  CHECK(stopped);
+  CHECK(streamed == "床前明月光ENxyz");
+  CHECK(f.text() == "床前明月光ENxyz");
+
+  infer::detail::StopStringFilter g(stops);
+  stopped = false;
+  CHECK(g.push("abcEN", stopped) == "abc");
+  CHECK(g.push("D tail", stopped) == "");
+  CHECK(stopped);
+  CHECK(g.text() == "abc");  // cut before "END"
+  CHECK_MESSAGE_CONTAINS(test::message_of([] { std::vector<std::string> bad = {""}; infer::detail::StopStringFilter x(bad); }),
+                         "must not be empty");
+}
+
+TEST_CASE("generation: streamed pieces are whole UTF-8 characters and add up to the text; false cancels") {
+  at::manual_seed(23);
+  auto cfg = test::small_config("llama");
+  cfg.vocab_size = 6400;
+  CausalLM<arch::Llama> m(cfg);
+  const auto& tok = minimind_tokenizer();
+  Generator<CausalLM<arch::Llama>> gen(m, tok);
+  GenerationOptions opt{.sampling = {.temperature = 1.0}, .max_new_tokens = 40, .seed = 5};
+  std::string joined;
+  bool all_valid = true;
+  const auto g = gen.generate(tok.encode("床前明月光"), opt, [&](size_t, std::string_view piece) {
+    all_valid = all_valid && valid_utf8(piece);
+    joined += piece;
+    return true;
+  });
+  CHECK(all_valid);
+  CHECK(joined == g.text);
+  CHECK(g.text == tok.decode(g.tokens, /*skip_special=*/true));
+  // The same seed gives the same tokens; a callback returning false stops the row.
+  CHECK(gen.generate(tok.encode("床前明月光"), opt).tokens == g.tokens);
+  int calls = 0;
+  const auto cancelled = gen.generate(tok.encode("床前明月光"), opt, [&](size_t, std::string_view) { return ++calls < 2; });
+  CHECK(cancelled.finish == FinishReason::cancelled);
+  CHECK(cancelled.tokens.size() < g.tokens.size());
+}
