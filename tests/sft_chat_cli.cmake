@@ -3,19 +3,7 @@
 # Arguments: TOOLS (dir of the programs), DATA (tests/data), INIT (a checkpoint), WORK.
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
-function(run)
-  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
-  endif()
-  set(last_output "${out}${err}" PARENT_SCOPE)
-endfunction()
-function(fails expected)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "${expected}")
-    message(FATAL_ERROR "expected a failure matching '${expected}' (exit ${rc}): ${ARGN}\n${out}\n${err}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/cli_helpers.cmake)
 set(tok "${DATA}/tokenizer/minimind")
 set(common --init "${INIT}" --tokenizer "${tok}" --data "${DATA}/text/sft.jsonl" --val "${DATA}/text/sft.jsonl"
            --out "${WORK}/sft" --batch-size 2 --seq-len 96 --pack --eval-interval 1 --eval-batches 2 --log-interval 1

@@ -2,13 +2,14 @@
 //  1. compose an architecture of your own from the library's policies;
 //  2. train a byte-level BPE tokenizer on a text;
 //  3. train the model on it for a few hundred steps;
-//  4. generate text greedily through the KV cache, streaming UTF-8-safe pieces.
+//  4. generate text greedily with the library's Generator (KV cache, stop string, streamed
+//     UTF-8-safe pieces).
 #include <iostream>
 
 #include <torch/optim/adamw.h>
 
+#include <minillm/infer/generator.hpp>
 #include <minillm/model.hpp>
-#include <minillm/tokenizer/stream_decoder.hpp>
 #include <minillm/tokenizer/trainer.hpp>
 
 // 1. Structure is a type: LayerNorm, rotary positions, QK-normed grouped-query attention, GELU MLP.
@@ -56,26 +57,20 @@ int main() {
     if (step % 50 == 0) std::cout << "step " << step << " loss " << loss.item<double>() << '\n';
   }
 
-  // 4. Greedy generation from the first two tokens through the KV cache, to the end of the line.
-  model->eval();
-  at::NoGradGuard no_grad;
-  const int64_t prompt_len = 2, max_new = 60;
-  auto cache = model->make_cache(1, prompt_len + max_new);
-  minillm::tokenizer::StreamDecoder stream(tok);
-  std::string generated;
-  for (int64_t i = 0; i < prompt_len; ++i) generated += stream.push(static_cast<int32_t>(ids[static_cast<size_t>(i)]));
+  // 4. Greedy generation from the first two tokens to the end of the line, streamed.
+  const std::vector<int32_t> prompt(ids32.begin(), ids32.begin() + 2);
+  minillm::infer::Generator<minillm::CausalLM<MyArch>> generator(model, tok);
+  std::string generated = tok.decode(prompt);
   std::cout << "generated: " << generated << std::flush;
-  auto logits = model->forward(batch.narrow(1, 0, prompt_len), {.cache = &cache, .logits_to_keep = 1}).logits;
-  for (int64_t i = 0; i < max_new && generated.find('\n') == std::string::npos; ++i) {
-    const auto next = logits[0][-1].argmax().item<int64_t>();
-    const auto piece = stream.push(static_cast<int32_t>(next));
-    std::cout << piece << std::flush;  // streamed: never half a character
-    generated += piece;
-    logits = model->forward(at::full({1, 1}, next, at::kLong), {.cache = &cache}).logits;
-  }
-  generated += stream.flush();
+  const auto result = generator.generate(prompt, {.sampling = {.temperature = 0}, .max_new_tokens = 60, .stop_strings = {"\n"}},
+                                         [](size_t, std::string_view piece) {
+                                           std::cout << piece << std::flush;  // never half a character
+                                           return true;
+                                         });
+  generated += result.text + "\n";
+  std::cout << '\n';
   // The model memorised the poems: its continuation must be the first line.
-  const bool ok = generated == text.substr(0, text.find('\n') + 1);
+  const bool ok = result.finish == minillm::infer::FinishReason::stop && generated == text.substr(0, text.find('\n') + 1);
   std::cout << (ok ? "continuation matches the training text\n" : "continuation differs from the training text\n");
   return ok ? 0 : 1;
 }

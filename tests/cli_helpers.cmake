@@ -1,0 +1,15 @@
+# Helpers for the command-line tests (cmake -P scripts): run(...) must succeed and leaves its output
+# in last_output; fails(PATTERN ...) must fail with output matching PATTERN.
+function(run)
+  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
+  endif()
+  set(last_output "${out}${err}" PARENT_SCOPE)
+endfunction()
+function(fails expected)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "${expected}")
+    message(FATAL_ERROR "expected a failure matching '${expected}' (exit ${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
