@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
       const auto n = std::min<uint64_t>(static_cast<uint64_t>(cli.eval_batches), val->num_windows());
       validate = [&, n] {
         return minillm::train::mean_loss(*model, [&](size_t i) { return minillm::data::Batch{val->window(i)}; }, n,
-                                         loop.device, cli.trainer_options().precision);
+                                         loop.device, trainer.options().precision);
       };
     }
     const auto r = minillm::train::run_training(

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
       validate = [&, n] {
         return minillm::train::mean_loss(
             *model, [&](size_t i) { return val->batch_in_order(i * static_cast<uint64_t>(cli.batch), cli.batch); }, n,
-            loop.device, cli.trainer_options().precision);
+            loop.device, trainer.options().precision);
       };
     }
     const auto r = minillm::train::run_training(

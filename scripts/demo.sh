@@ -33,7 +33,7 @@ tools=$build_dir/examples
 
 stamp "setup and build"
 scripts/setup.sh
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DMINILLM_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build_dir" -j"$(nproc)" --target minillm-tokenizer minillm-pretrain minillm-sft minillm-chat
 
 stamp "default data"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DMINILLM_BUILD_BENCH=ON
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DMINILLM_BUILD_TESTS=ON -DMINILLM_BUILD_EXAMPLES=ON -DMINILLM_BUILD_BENCH=ON
 cmake --build "$build_dir" -j"$jobs"
 # The server test talks to minillm-serve with the official openai npm client.
 if [ ! -d "$build_dir/npm/node_modules/openai" ]; then

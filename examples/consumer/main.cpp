@@ -57,8 +57,13 @@ int main() {
     if (step % 50 == 0) std::cout << "step " << step << " loss " << loss.item<double>() << '\n';
   }
 
-  // 4. Greedy generation from the first two tokens to the end of the line, streamed.
-  const std::vector<int32_t> prompt(ids32.begin(), ids32.begin() + 2);
+  // 4. Greedy generation from the first tokens to the end of the line, streamed. The prompt ends
+  //    on a character boundary: BPE may split a 3-byte character between two tokens.
+  size_t prompt_len = 2;
+  while (tok.decode({ids32.begin(), ids32.begin() + static_cast<std::ptrdiff_t>(prompt_len)}).find("\xEF\xBF\xBD") !=
+         std::string::npos)
+    ++prompt_len;  // U+FFFD: a cut character
+  const std::vector<int32_t> prompt(ids32.begin(), ids32.begin() + static_cast<std::ptrdiff_t>(prompt_len));
   minillm::infer::Generator<minillm::CausalLM<MyArch>> generator(model, tok);
   std::string generated = tok.decode(prompt);
   std::cout << "generated: " << generated << std::flush;

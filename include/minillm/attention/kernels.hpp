@@ -33,6 +33,14 @@ inline at::Tensor attention_math(const at::Tensor& q, const at::Tensor& k, const
   return at::matmul(probs.view({b, hkv, groups * t, s}), v).view({b, h, t, d});  // (B, H, T, D)
 }
 
+// (B, Hkv, S, D) -> (B, Hkv * groups, S, D), each kv head repeated for its group of query heads.
+// (repeat_interleave does the same but is an order of magnitude slower on LibTorch 1.13.)
+inline at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  const int64_t b = x.size(0), hkv = x.size(1), s = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, hkv, groups, s, d}).reshape({b, hkv * groups, s, d});
+}
+
 inline at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
   const int64_t t = q.size(2), s = k.size(2), groups = q.size(1) / k.size(1);
   // is_causal aligns the diagonal to the top-left, so with cached keys (S > T) the mask is explicit.
@@ -43,8 +51,8 @@ inline at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, cons
   return at::scaled_dot_product_attention(q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
                                           plain_causal, c10::nullopt, /*enable_gqa=*/groups > 1);
 #else
-  const auto kr = groups > 1 ? k.repeat_interleave(groups, 1) : k;  // (B, H, S, D)
-  const auto vr = groups > 1 ? v.repeat_interleave(groups, 1) : v;
+  const auto kr = repeat_kv(k, groups);  // (B, H, S, D)
+  const auto vr = repeat_kv(v, groups);
   const auto mo = m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt;
 #if MINILLM_TORCH_AT_LEAST(2, 0)
   return at::scaled_dot_product_attention(q, kr, vr, mo, 0.0, plain_causal);

@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "minillm/causal_lm.hpp"
+#include "minillm/data/text_corpus.hpp"
 
 namespace minillm::data {
 
@@ -42,8 +44,44 @@ inline std::vector<uint64_t> epoch_order(uint64_t n, uint64_t seed, uint64_t epo
   std::vector<uint64_t> order(n);
   for (uint64_t i = 0; i < n; ++i) order[i] = i;
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + epoch);
-  for (uint64_t i = n - 1; n > 1 && i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+  for (uint64_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
   return order;
 }
+
+// Items 0..n-1 visited epoch after epoch, each epoch in its own seeded order; the cursor (epoch,
+// position) is all a checkpoint needs to continue the same sequence. `items` names them in errors.
+class EpochOrder {
+ public:
+  EpochOrder(uint64_t n, uint64_t seed, std::string items)
+      : n_(n), seed_(seed), items_(std::move(items)), order_(epoch_order(n, seed, 0)) {}
+
+  uint64_t size() const { return n_; }
+  const DataCursor& cursor() const { return cursor_; }
+  void set_cursor(const DataCursor& c) {
+    if (c.position > n_)
+      throw DataError("data cursor position " + std::to_string(c.position) + " is past the " + std::to_string(n_) + " " +
+                      items_ + " of an epoch");
+    const bool new_epoch = c.epoch != cursor_.epoch;
+    cursor_ = c;
+    if (new_epoch) order_ = epoch_order(n_, seed_, cursor_.epoch);
+  }
+  bool epoch_done() const { return cursor_.position == n_; }
+  // The next item without taking it (starts the next epoch when this one is done).
+  uint64_t peek() {
+    if (epoch_done()) set_cursor({cursor_.epoch + 1, 0});
+    return order_[cursor_.position];
+  }
+  uint64_t next() {
+    const auto i = peek();
+    ++cursor_.position;
+    return i;
+  }
+
+ private:
+  uint64_t n_, seed_;
+  std::string items_;
+  DataCursor cursor_;
+  std::vector<uint64_t> order_;
+};
 
 }  // namespace minillm::data

@@ -15,7 +15,7 @@ namespace minillm::data {
 class PackedWindows {
  public:
   PackedWindows(const std::vector<std::filesystem::path>& shards, int64_t seq_len, uint64_t seed)
-      : seq_len_(seq_len), seed_(seed) {
+      : seq_len_(seq_len) {
     if (seq_len < 1) throw DataError("seq_len (" + std::to_string(seq_len) + ") must be positive");
     if (shards.empty()) throw DataError("no token shards given");
     uint64_t offset = 0;
@@ -29,32 +29,20 @@ class PackedWindows {
     if (windows_ == 0)
       throw DataError("the shards hold " + std::to_string(total_) + " tokens: too few for one window of " +
                       std::to_string(seq_len + 1));
-    shuffle();
+    order_ = EpochOrder(windows_, seed, "windows");
   }
 
   uint64_t num_windows() const { return windows_; }
   uint64_t num_tokens() const { return total_; }
-  const DataCursor& cursor() const { return cursor_; }
-  void set_cursor(const DataCursor& c) {
-    if (c.position > windows_) throw DataError("data cursor position " + std::to_string(c.position) + " is past the " +
-                                               std::to_string(windows_) + " windows of an epoch");
-    const bool new_epoch = c.epoch != cursor_.epoch;
-    cursor_ = c;
-    if (new_epoch) shuffle();
-  }
+  const DataCursor& cursor() const { return order_.cursor(); }
+  void set_cursor(const DataCursor& c) { order_.set_cursor(c); }
 
   // The next `batch` windows: (batch, seq_len + 1) int64; the epoch rolls over when exhausted.
   at::Tensor next_batch(int64_t batch) {
     auto out = at::empty({batch, seq_len_ + 1}, at::kLong);
-    for (int64_t b = 0; b < batch; ++b) {
-      if (cursor_.position == windows_) {
-        ++cursor_.epoch;
-        cursor_.position = 0;
-        shuffle();
-      }
-      read(order_[cursor_.position++] * static_cast<uint64_t>(seq_len_), static_cast<uint64_t>(seq_len_) + 1,
+    for (int64_t b = 0; b < batch; ++b)
+      read(order_.next() * static_cast<uint64_t>(seq_len_), static_cast<uint64_t>(seq_len_) + 1,
            out.data_ptr<int64_t>() + b * (seq_len_ + 1));
-    }
     return out;
   }
 
@@ -77,15 +65,11 @@ class PackedWindows {
     }
   }
 
-  void shuffle() { order_ = epoch_order(windows_, seed_, cursor_.epoch); }
-
   std::vector<TokenShard> shards_;
   std::vector<uint64_t> starts_;
   uint64_t total_ = 0, windows_ = 0;
   int64_t seq_len_;
-  uint64_t seed_;
-  DataCursor cursor_;
-  std::vector<uint64_t> order_;
+  EpochOrder order_{0, 0, "windows"};
 };
 
 }  // namespace minillm::data

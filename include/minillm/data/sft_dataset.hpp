@@ -62,7 +62,7 @@ class SftDataset {
     if (size() == 0)
       throw DataError("no usable conversation in the SFT files (" + std::to_string(dropped_) +
                       " had no assistant token within seq_len " + std::to_string(options_.seq_len) + ")");
-    order_ = epoch_order(size(), options_.seed, cursor_.epoch);
+    order_ = EpochOrder(size(), options_.seed, "conversations");
   }
 
   // Reads `path` and calls fn(messages) per conversation; stops early when fn returns false.
@@ -96,15 +96,8 @@ class SftDataset {
   uint64_t size() const { return offsets_.size() - 1; }
   uint64_t dropped() const { return dropped_; }
   uint64_t num_tokens() const { return tokens_.size(); }
-  const DataCursor& cursor() const { return cursor_; }
-  void set_cursor(const DataCursor& c) {
-    if (c.position > size())
-      throw DataError("data cursor position " + std::to_string(c.position) + " is past the " + std::to_string(size()) +
-                      " conversations of an epoch");
-    const bool new_epoch = c.epoch != cursor_.epoch;
-    cursor_ = c;
-    if (new_epoch) order_ = epoch_order(size(), options_.seed, cursor_.epoch);
-  }
+  const DataCursor& cursor() const { return order_.cursor(); }
+  void set_cursor(const DataCursor& c) { order_.set_cursor(c); }
 
   // Example i (in file order): its token ids and labels.
   std::pair<std::vector<int32_t>, std::vector<int64_t>> example(uint64_t i) const {
@@ -120,20 +113,13 @@ class SftDataset {
     std::vector<std::vector<uint64_t>> groups(static_cast<size_t>(rows));
     for (auto& g : groups) {
       int64_t used = 0;
-      while (true) {
-        if (cursor_.position == size()) {
-          if (!g.empty()) break;  // an epoch boundary closes the row
-          ++cursor_.epoch;
-          cursor_.position = 0;
-          order_ = epoch_order(size(), options_.seed, cursor_.epoch);
-        }
-        const auto i = order_[cursor_.position];
+      do {  // an epoch boundary closes a row
+        const auto i = order_.peek();
         const auto n = static_cast<int64_t>(offsets_[i + 1] - offsets_[i]);
-        if (!g.empty() && (!options_.pack || used + n > options_.seq_len)) break;
-        g.push_back(i);
+        if (!g.empty() && used + n > options_.seq_len) break;
+        g.push_back(order_.next());
         used += n;
-        ++cursor_.position;
-      }
+      } while (options_.pack && !order_.epoch_done());
     }
     return make_batch(groups);
   }
@@ -213,8 +199,7 @@ class SftDataset {
   std::vector<uint8_t> trained_;  // per token: part of an assistant span
   std::vector<uint64_t> offsets_;
   uint64_t dropped_ = 0;
-  DataCursor cursor_;
-  std::vector<uint64_t> order_;
+  EpochOrder order_{0, 0, "conversations"};
 };
 
 }  // namespace minillm::data

@@ -186,7 +186,6 @@ class Generator {
       for (size_t r = 0; r < static_cast<size_t>(b); ++r) {
         if (!active[r]) continue;
         if (cancelled) {
-          out[r].finish = FinishReason::cancelled;
           end_row(r, FinishReason::cancelled);
           continue;
         }

@@ -56,12 +56,8 @@ inline double mean_loss(AnyCausalLM& model, const std::function<Batch(size_t)>& 
   double sum = 0, tokens = 0;
   for (size_t i = 0; i < n; ++i) {
     const auto b = batches(i).to(device);
-    AutocastGuard autocast(device.type(), precision);
-    const auto out = model.forward(b.input_ids, {.labels = b.labels.defined() ? b.labels : b.input_ids,
-                                                 .attention_mask = b.attention_mask,
-                                                 .position_ids = b.position_ids});
     const auto count = static_cast<double>(b.target_tokens());
-    sum += out.lm_loss.item<double>() * count;
+    sum += forward_batch(model, b, precision).lm_loss.item<double>() * count;
     tokens += count;
   }
   model.module().train();
@@ -78,19 +74,25 @@ inline std::string duration(double seconds) {
 }
 }  // namespace detail
 
-// Saves a checkpoint and copies the tokenizer into it, plus generation_config.json (bos/eos ids).
+// Saves a checkpoint with the tokenizer files and `generation_config` (so it is a complete HF directory).
 inline std::filesystem::path save_training_checkpoint(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer,
-                                                      const data::DataCursor& cursor, const LoopOptions& o) {
+                                                      const data::DataCursor& cursor, const LoopOptions& o,
+                                                      const nlohmann::json& generation_config) {
   return save_checkpoint(o.out, model, trainer, cursor, o.keep_last, [&](const std::filesystem::path& dir) {
     if (o.tokenizer_dir.empty()) return;
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
       if (std::filesystem::exists(o.tokenizer_dir / f))
         std::filesystem::copy_file(o.tokenizer_dir / f, dir / f, std::filesystem::copy_options::overwrite_existing);
-    const auto tok = tokenizer::BpeTokenizer::from_file(o.tokenizer_dir / "tokenizer.json");
-    const auto [bos, eos] = document_markers(o.tokenizer_dir, tok);
-    const nlohmann::json gen = {{"bos_token_id", bos}, {"eos_token_id", eos}};
-    io::write_text_file_atomic(dir / "generation_config.json", gen.dump(2) + "\n");
+    io::write_text_file_atomic(dir / "generation_config.json", generation_config.dump(2) + "\n");
   });
+}
+
+// generation_config.json for checkpoints: the tokenizer's bos / eos ids.
+inline nlohmann::json generation_config(const std::filesystem::path& tokenizer_dir) {
+  if (tokenizer_dir.empty()) return nlohmann::json::object();
+  const auto tok = tokenizer::BpeTokenizer::from_file(tokenizer_dir / "tokenizer.json");
+  const auto [bos, eos] = document_markers(tokenizer_dir, tok);
+  return {{"bos_token_id", bos}, {"eos_token_id", eos}};
 }
 
 inline LoopResult run_training(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer, const DataSource& data,
@@ -99,6 +101,7 @@ inline LoopResult run_training(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer
   std::ofstream metrics(o.out / "metrics.jsonl", std::ios::app);
   if (!metrics) throw std::runtime_error("cannot write " + (o.out / "metrics.jsonl").string());
   TensorBoardWriter tb(o.out / "tb");
+  const auto gen_config = generation_config(o.tokenizer_dir);
   const auto accumulation = trainer.options().accumulation;
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = trainer.current_step();
@@ -141,10 +144,10 @@ inline LoopResult run_training(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer
     r.loss = s.loss;
     r.tokens_per_s = tok_s;
     if (done % o.save_interval == 0 && done != o.steps)
-      std::fprintf(stderr, "saved %s\n", save_training_checkpoint(model, trainer, data.cursor(), o).c_str());
+      std::fprintf(stderr, "saved %s\n", save_training_checkpoint(model, trainer, data.cursor(), o, gen_config).c_str());
   }
   r.step = trainer.current_step();
-  r.checkpoint = save_training_checkpoint(model, trainer, data.cursor(), o);
+  r.checkpoint = save_training_checkpoint(model, trainer, data.cursor(), o, gen_config);
   std::fprintf(stderr, "saved %s (%lld skipped steps)%s\n", r.checkpoint.c_str(),
                static_cast<long long>(trainer.skipped_steps()), r.stopped_early ? " — stopped early; --resume continues" : "");
   return r;

@@ -45,6 +45,17 @@ struct StepStats {
   bool skipped = false;     // non-finite loss or gradients: nothing was applied
 };
 
+// The model's output on a batch (labels default to the inputs), under autocast when `precision`
+// asks for it. Call backward() on the result outside: autocast must not cover the backward pass.
+template <class Model>
+CausalLMOutput forward_batch(Model& model, const Batch& b, Precision precision) {
+  AutocastGuard autocast(b.input_ids.device().type(), precision);
+  return forward_of(model, b.input_ids,
+                    {.labels = b.labels.defined() ? b.labels : b.input_ids,
+                     .attention_mask = b.attention_mask,
+                     .position_ids = b.position_ids});
+}
+
 template <class Model>
 class Trainer {
  public:
@@ -81,14 +92,7 @@ class Trainer {
     bool finite = true;
     const double scale = 1.0 / static_cast<double>(micro_batches.size());
     for (const auto& b : micro_batches) {
-      CausalLMOutput out;
-      {
-        AutocastGuard autocast(b.input_ids.device().type(), options_.precision);
-        out = forward_of(model_, b.input_ids,
-                                 {.labels = b.labels.defined() ? b.labels : b.input_ids,
-                                  .attention_mask = b.attention_mask,
-                                  .position_ids = b.position_ids});
-      }
+      const CausalLMOutput out = forward_batch(model_, b, options_.precision);
       const double loss = out.loss.item<double>();
       finite = finite && std::isfinite(loss);
       s.loss += loss * scale;
