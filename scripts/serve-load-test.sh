@@ -32,6 +32,7 @@ while [ "$(date +%s)" -lt "$end" ]; do samples+=("$(rss)"); sleep 5; done
 wait $(jobs -p | grep -vx "$pid") 2>/dev/null || true
 rss_end=$(rss)
 kill -0 $pid || { echo "the server died"; exit 1; }
+echo "server RSS every 5 s (MB): $(printf '%s\n' "${samples[@]}" | awk '{printf "%.0f ", $1 / 1024}')"
 cat "$work"/client*.log | sort -k2 -n | awk -v s="$seconds" -v c="$clients" -v r0="$rss_start" -v r1="$rss_end" -v mx="$(printf '%s\n' "${samples[@]}" | sort -n | tail -1)" '
   { n++; if ($1 != 200) bad++; t[n] = $2 }
   END {

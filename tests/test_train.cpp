@@ -15,6 +15,7 @@
 #include <minillm/train/checkpoint.hpp>
 #include <minillm/train/tensorboard.hpp>
 #include <minillm/train/trainer.hpp>
+#include <torch/nn/utils/clip_grad.h>
 
 using namespace minillm;
 using namespace minillm::train;
@@ -227,6 +228,46 @@ TEST_CASE("train: bf16 autocast trains with fp32 weights and a loss close to fp3
   CHECK(std::abs(losses[0] - losses[1]) < 0.05);
   CHECK(minillm::precision_from_name("bf16") == minillm::Precision::bf16);
   CHECK_MESSAGE_CONTAINS(test::message_of([] { minillm::precision_from_name("fp8"); }), "\"fp8\"");
+}
+
+TEST_CASE("train: clip_gradients matches torch::nn::utils::clip_grad_norm_") {
+  at::manual_seed(52);
+  for (const double max_norm : {0.5, 1e3}) {  // clipping active, then inactive
+    std::vector<at::Tensor> a, b;
+    for (const auto& shape : {std::vector<int64_t>{7, 5}, {13}, {3, 4, 2}}) {
+      a.push_back(at::randn(shape).requires_grad_(true));
+      a.back().mutable_grad() = at::randn(shape);
+      b.push_back(a.back().detach().clone().requires_grad_(true));
+      b.back().mutable_grad() = a.back().grad().clone();
+    }
+    const double ours = clip_gradients(a, max_norm);
+    const double reference = torch::nn::utils::clip_grad_norm_(b, max_norm);
+    CHECK(ours == doctest::Approx(reference).epsilon(1e-6));
+    for (size_t i = 0; i < a.size(); ++i) CHECK(test::max_abs_diff(a[i].grad(), b[i].grad()) < 1e-6);
+  }
+}
+
+TEST_CASE("train: fused AdamW equals LibTorch's AdamW over 20 steps (runs where CUDA is available)") {
+  if (!at::hasCUDA()) {
+    MESSAGE("no CUDA device: skipped");
+    return;
+  }
+  const auto cfg = test::small_config("llama");
+  std::vector<std::vector<double>> losses;
+  std::vector<std::unique_ptr<AnyCausalLM>> models;
+  for (const bool fused : {false, true}) {
+    at::manual_seed(53);
+    models.push_back(make_model(cfg, at::TensorOptions().device(at::kCUDA)));
+    Trainer<AnyCausalLM> t(*models.back(), {.schedule = {.kind = LrSchedule::constant, .lr = 3e-3}, .fused_adamw = fused});
+    at::manual_seed(54);
+    losses.emplace_back();
+    for (int i = 0; i < 20; ++i)
+      losses.back().push_back(t.step(std::vector<at::Tensor>{at::randint(0, 97, {2, 16}, at::kLong).to(at::kCUDA)}).loss);
+  }
+  for (int i = 0; i < 20; ++i) CHECK(losses[0][i] == doctest::Approx(losses[1][i]).epsilon(1e-4));
+  auto fused = models[1]->module().named_parameters();
+  for (const auto& p : models[0]->module().named_parameters())
+    CHECK(test::max_abs_diff(p.value(), fused[p.key()]) < 1e-4);
 }
 
 TEST_CASE("train: TensorBoard events are TFRecords of Event protobufs with valid CRC-32C") {

@@ -43,10 +43,12 @@ inline at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
 
 inline at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
   const int64_t t = q.size(2), s = k.size(2), groups = q.size(1) / k.size(1);
-  // is_causal aligns the diagonal to the top-left, so with cached keys (S > T) the mask is explicit.
+  // is_causal aligns the diagonal to the top-left, so with cached keys (S > T) the mask is explicit,
+  // except for one query (a decode step), which may see every key: no mask at all, so SDPA keeps
+  // its mask-free kernels (a mask per new length made CUDA decoding ~10x slower).
   const bool plain_causal = !mask.defined() && s == t;
   at::Tensor m = mask;
-  if (!mask.defined() && s != t) m = causal_mask(t, s, q.device());
+  if (!mask.defined() && s != t && t > 1) m = causal_mask(t, s, q.device());
 #if MINILLM_TORCH_AT_LEAST(2, 5)
   return at::scaled_dot_product_attention(q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, 0.0,
                                           plain_causal, c10::nullopt, /*enable_gqa=*/groups > 1);

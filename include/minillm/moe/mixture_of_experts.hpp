@@ -39,14 +39,27 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     const int64_t b = x.size(0), t = x.size(1), c = x.size(2);
     const auto flat = x.reshape({b * t, c});  // (N, C)
     const auto routing = gate->route(flat);   // weights, indices: (N, k)
-    auto y = at::zeros_like(flat);            // (N, C)
-    for (int64_t e = 0; e < static_cast<int64_t>(experts.size()); ++e) {
-      const auto hits = (routing.indices == e).nonzero();  // (M, 2): token, slot
-      if (hits.size(0) == 0) continue;
-      const auto token = hits.select(1, 0), slot = hits.select(1, 1);
-      const auto w = routing.weights.index({token, slot}).unsqueeze(-1);  // (M, 1)
-      y.index_add_(0, token, experts[static_cast<size_t>(e)]->forward(flat.index_select(0, token)) * w);
+    // Sorted-token batching: the N*k (token, expert) assignments sorted by expert, so each expert
+    // runs once on a contiguous slice, with a single host read (the per-expert counts) instead of
+    // one nonzero() sync per expert.
+    const int64_t k = routing.indices.size(1);
+    const auto assigned = routing.indices.reshape({-1});                            // (N*k) expert ids
+    const auto order = assigned.argsort();                                          // by expert
+    const auto token = order.div(k, "floor");                                       // (N*k) token of each
+    const auto weight = routing.weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N*k, 1)
+    // (scatter_add_, not bincount: bincount reads the largest id back to the host first.)
+    const at::Tensor counts = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
+                                  .scatter_add_(0, assigned, at::ones_like(assigned))
+                                  .cpu();
+    const auto inputs = flat.index_select(0, token);  // (N*k, C), grouped by expert
+    std::vector<at::Tensor> outputs;
+    int64_t start = 0;
+    for (size_t e = 0; e < experts.size(); ++e) {
+      const int64_t n = counts[static_cast<int64_t>(e)].item<int64_t>();
+      if (n > 0) outputs.push_back(experts[e]->forward(inputs.narrow(0, start, n)));
+      start += n;
     }
+    auto y = at::zeros_like(flat).index_add_(0, token, at::cat(outputs) * weight);  // (N, C)
     for (auto& s : shared) y = y + s->forward(flat);
     aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
     return y.view({b, t, c});

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,19 +27,6 @@ struct CheckpointInfo {
 };
 
 namespace detail {
-
-// The optimizer's key for a parameter's state (a string in LibTorch 1.x, a pointer in newer ones).
-template <class Optimizer>
-auto state_key(Optimizer& opt, const at::Tensor& p) {
-  using Key = typename std::decay_t<decltype(opt.state())>::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
 
 inline std::string checkpoint_name(int64_t step) {
   char name[32];
