@@ -19,7 +19,7 @@ struct PositionEncoding {
 };
 
 enum class AttentionKernel {
-  automatic,  // fused scaled-dot-product attention where LibTorch has one, else math
+  automatic,  // fused scaled-dot-product attention where LibTorch has one (math for one query), else math
   math,       // explicit matmul + softmax (the reference path; works on every LibTorch)
   fused,      // LibTorch's SDPA op (2.x: scaled_dot_product_attention; 1.13: _scaled_dot_product_attention)
 };
