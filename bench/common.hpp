@@ -2,54 +2,52 @@
 // cpu by default) and a timed loop that waits for the device, so GPU time is measured, not launches.
 #pragma once
 
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
-#include <string>
 
 #include <benchmark/benchmark.h>
-#include <torch/cuda.h>
 
 #include <minillm/core/autocast.hpp>
+#include <minillm/core/device.hpp>
 #include <minillm/core/threads.hpp>
 
 namespace bench {
 
+// MINILLM_BENCH_DEVICE (read once).
 inline at::Device device() {
-  const char* name = std::getenv("MINILLM_BENCH_DEVICE");
-  const std::string d = name ? name : "cpu";
-  if (d == "cpu") return at::kCPU;
-  if (d == "cuda") {
-    if (!torch::cuda::is_available()) throw std::runtime_error("MINILLM_BENCH_DEVICE=cuda: no CUDA device");
-    return at::kCUDA;
-  }
-  throw std::invalid_argument("MINILLM_BENCH_DEVICE=" + d + ": expected cpu or cuda");
+  static const at::Device d = [] {
+    const char* name = std::getenv("MINILLM_BENCH_DEVICE");
+    return minillm::device_from_name(name ? name : "cpu");
+  }();
+  return d;
 }
 
-// MINILLM_BENCH_PRECISION=fp32|bf16 (autocast); default bf16 on CUDA, fp32 on the CPU.
+// MINILLM_BENCH_PRECISION=fp32|bf16 (autocast, read once); default bf16 on CUDA, fp32 on the CPU.
 inline minillm::Precision precision() {
-  const char* name = std::getenv("MINILLM_BENCH_PRECISION");
-  if (name) return minillm::precision_from_name(name);
-  return device().is_cuda() ? minillm::Precision::bf16 : minillm::Precision::fp32;
-}
-
-inline void synchronize(const at::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
+  static const minillm::Precision p = [] {
+    const char* name = std::getenv("MINILLM_BENCH_PRECISION");
+    if (name) return minillm::precision_from_name(name);
+    return device().is_cuda() ? minillm::Precision::bf16 : minillm::Precision::fp32;
+  }();
+  return p;
 }
 
 // Runs body() once untimed, then once per benchmark iteration, waiting for the device each time.
 template <class Body>
 void timed(benchmark::State& state, const at::Device& d, Body&& body) {
   body();
-  synchronize(d);
+  minillm::synchronize(d);
   for (auto _ : state) {
     body();
-    synchronize(d);
+    minillm::synchronize(d);
   }
 }
 
 inline int main(int argc, char** argv) {
   try {
     if (device().is_cpu()) minillm::set_num_threads();
+    precision();  // a bad MINILLM_BENCH_PRECISION fails here, not inside a benchmark
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -10,7 +10,6 @@
 #include <iostream>
 
 #include <nlohmann/json.hpp>
-#include <torch/cuda.h>
 
 #include <minillm/infer/generator.hpp>
 #include <minillm/model.hpp>
@@ -25,29 +24,26 @@ namespace {
 using namespace minillm;
 using Clock = std::chrono::steady_clock;
 
-void synchronize(const at::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
-}
-
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Peak bytes held by tensors on the CUDA device since the last reset (torch.cuda.max_memory_allocated).
 struct PeakMemory {
-  explicit PeakMemory(const at::Device& d) : device(d) {
+  explicit PeakMemory(const at::Device& d) : cuda(d.is_cuda()), index(d.has_index() ? d.index() : 0) {
 #ifdef MINILLM_BENCH_CUDA
-    if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+    if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
 #endif
   }
   double gib() const {
 #ifdef MINILLM_BENCH_CUDA
-    if (device.is_cuda()) {
-      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    if (cuda) {
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
       return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0 * 1024.0);  // 0: aggregate pool
     }
 #endif
     return 0;
   }
-  at::Device device;
+  bool cuda;
+  c10::DeviceIndex index;
 };
 
 // Matmul FLOPs per trained token, PaLM's count: 6 x (weights of every matmul, the LM head
@@ -91,8 +87,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
-    if (device.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device cuda: no CUDA device");
+    const auto device = device_from_name(device_name);
     if (device.is_cpu()) set_num_threads();
     const auto precision = precision_from_name(precision_name);
     auto cfg = preset_config(preset);
@@ -100,12 +95,8 @@ int main(int argc, char** argv) {
     cfg.max_position_embeddings = std::max(cfg.max_position_embeddings, std::max(seq, prompt_len + new_tokens));
     std::string label = preset;
     if (moe) {
+      cfg = presets::with_minimind2_experts(cfg);
       cfg.architecture = std::string(arch::MiniMind2MoE::name);
-      cfg.num_experts = 4;
-      cfg.num_experts_per_tok = 2;
-      cfg.n_shared_experts = 1;
-      cfg.moe_intermediate_size = cfg.intermediate_size;
-      cfg.router_aux_loss_coef = 0.01;
       label += "+moe";
     }
     const nlohmann::json common = {{"impl", "minillm"}, {"model", label}, {"device", device_name}, {"precision", precision_name}};

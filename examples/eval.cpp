@@ -58,8 +58,7 @@ int main(int argc, char** argv) {
     if (!text_mode && ids_text.empty()) throw std::invalid_argument("give --ids (with --logits-out / --greedy) or --text");
     if (!text_mode && logits_out.empty() && greedy == 0)
       throw std::invalid_argument("nothing to do: give --logits-out and/or --greedy N");
-    const auto dev = device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-    if (dev.is_cuda() && !at::hasCUDA()) throw std::runtime_error("--device cuda: this LibTorch build has no CUDA device");
+    const auto dev = minillm::device_from_name(device);
     auto model = minillm::load_pretrained(model_dir, at::TensorOptions().device(dev));
     model->module().eval();
     at::NoGradGuard no_grad;

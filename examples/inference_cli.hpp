@@ -98,10 +98,8 @@ inline Session load_session(const Options& o) {
   if (!std::filesystem::exists(tok_dir / "tokenizer.json"))
     throw std::invalid_argument(tok_dir.string() + " has no tokenizer.json; pass --tokenizer DIR");
   s.tokenizer = tk::BpeTokenizer::from_file(tok_dir / "tokenizer.json");
-  s.format = o.template_name.empty() ? tk::chat_format_of(tok_dir) : tk::chat_format_from_name(o.template_name);
-  const auto dev = o.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  if (dev.is_cuda() && !at::hasCUDA()) throw std::runtime_error("--device cuda: this LibTorch build has no CUDA device");
-  s.model = minillm::load_pretrained(o.model_dir, at::TensorOptions().device(dev));
+  s.format = tk::chat_format_of(tok_dir, o.template_name);
+  s.model = minillm::load_pretrained(o.model_dir, at::TensorOptions().device(minillm::device_from_name(o.device)));
   if (s.model->config().vocab_size < static_cast<int64_t>(s.tokenizer.vocab_size()))
     throw std::invalid_argument(o.model_dir + ": vocab_size (" + std::to_string(s.model->config().vocab_size) +
                                 ") is smaller than the tokenizer's vocabulary (" + std::to_string(s.tokenizer.vocab_size()) + ")");

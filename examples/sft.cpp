@@ -7,16 +7,6 @@
 #include <minillm/data/sft_dataset.hpp>
 #include <minillm/tokenizer/jinja_templates.hpp>
 
-namespace {
-
-// The chat template a tokenizer directory declares (its tokenizer_config.json), unless --template names one.
-minillm::tokenizer::ChatFormat chat_format(const std::string& name, const std::filesystem::path& tokenizer_dir) {
-  if (!name.empty()) return minillm::tokenizer::chat_format_from_name(name);
-  return minillm::tokenizer::chat_format_of(tokenizer_dir);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{"Supervised fine-tuning on conversations (MiniMind jsonl), with checkpoints that resume exactly."};
   training_cli::Options cli;
@@ -42,7 +32,7 @@ int main(int argc, char** argv) {
     so.seq_len = cli.seq_len;
     so.pack = pack;
     so.seed = cli.seed;
-    so.format = chat_format(template_name, cli.tokenizer);
+    so.format = minillm::tokenizer::chat_format_of(cli.tokenizer, template_name);
     so.max_examples = max_examples;
     so.progress = [](size_t lines) { std::fprintf(stderr, "\rreading conversations: %zu", lines); };
     minillm::data::SftDataset data({train_files.begin(), train_files.end()}, tok, so);

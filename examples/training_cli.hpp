@@ -65,11 +65,7 @@ struct Options {
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
   }
 
-  at::Device torch_device() const {
-    const auto dev = device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-    if (dev.is_cuda() && !at::hasCUDA()) throw std::runtime_error("--device cuda: this LibTorch build has no CUDA device");
-    return dev;
-  }
+  at::Device torch_device() const { return minillm::device_from_name(device); }
 
   // The model to train: with --resume, the newest checkpoint's architecture (maybe_resume then
   // loads its state); else --init's weights, or a fresh --preset / --config model sized to the

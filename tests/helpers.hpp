@@ -8,6 +8,7 @@
 #include <string>
 
 #include <minillm/model.hpp>
+#include <minillm/tokenizer/bpe.hpp>
 
 namespace test {
 
@@ -60,6 +61,12 @@ inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
 
 // tests/data (copied fixtures; the suite needs nothing outside the repository).
 inline std::filesystem::path data_dir() { return MINILLM_TEST_DATA_DIR; }
+
+// MiniMind's 6400-token tokenizer from tests/data, loaded once.
+inline const minillm::tokenizer::BpeTokenizer& minimind_tokenizer() {
+  static const auto tok = minillm::tokenizer::BpeTokenizer::from_file(data_dir() / "tokenizer/minimind/tokenizer.json");
+  return tok;
+}
 
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("minillm_test_" + name + "_" + std::to_string(::getpid()));

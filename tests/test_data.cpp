@@ -90,19 +90,15 @@ TEST_CASE("data: packed windows cover the stream without padding, in a seeded or
 }
 
 namespace {
-const minillm::tokenizer::BpeTokenizer& sft_tokenizer() {
-  static const auto tok = minillm::tokenizer::BpeTokenizer::from_file(test::data_dir() / "tokenizer/minimind/tokenizer.json");
-  return tok;
-}
 SftDataset sft_data(int64_t seq_len, bool pack) {
-  return SftDataset({test::data_dir() / "text/sft.jsonl"}, sft_tokenizer(), {.seq_len = seq_len, .pack = pack, .seed = 3});
+  return SftDataset({test::data_dir() / "text/sft.jsonl"}, test::minimind_tokenizer(), {.seq_len = seq_len, .pack = pack, .seed = 3});
 }
 }  // namespace
 
 TEST_CASE("data: SFT labels cover exactly the assistant replies and their end marker") {
   const auto data = sft_data(512, false);
   REQUIRE(data.size() == 6);
-  const auto& tok = sft_tokenizer();
+  const auto& tok = test::minimind_tokenizer();
   // Conversation 2 has two assistant turns; the trained tokens, decoded, are exactly those replies.
   const auto [ids, labels] = data.example(2);
   std::vector<int32_t> trained;
@@ -185,7 +181,7 @@ TEST_CASE("data: packing keeps conversations from attending to each other") {
 
 TEST_CASE("data: bad SFT lines are named by file and line") {
   const auto dir = test::temp_dir("sft_bad");
-  const auto& tok = sft_tokenizer();
+  const auto& tok = test::minimind_tokenizer();
   auto write = [&](const std::string& text) {
     std::ofstream(dir / "bad.jsonl") << text;
     return test::message_of<DataError>([&] { SftDataset({dir / "bad.jsonl"}, tok, {}); });

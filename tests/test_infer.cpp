@@ -18,20 +18,6 @@ std::vector<bool> kept(const at::Tensor& filtered) {
   return out;
 }
 
-const tokenizer::BpeTokenizer& minimind_tokenizer() {
-  static const auto tok = tokenizer::BpeTokenizer::from_file(test::data_dir() / "tokenizer/minimind/tokenizer.json");
-  return tok;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto n = tokenizer::unicode::sequence_length(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("sampling: top-k keeps the k largest logits") {
@@ -107,7 +93,7 @@ TEST_CASE("generation: a left-padded batch generates exactly what each prompt ge
   at::manual_seed(21);
   CausalLM<arch::Qwen3> m(test::small_config("qwen3"));
   test::perturb_norms(*m);
-  tokenizer::BpeTokenizer tok = minimind_tokenizer();
+  tokenizer::BpeTokenizer tok = test::minimind_tokenizer();
   Generator<CausalLM<arch::Qwen3>> gen(m, tok);
   const std::vector<std::vector<int32_t>> prompts = {{5, 17, 33, 2, 80, 41, 9}, {12, 60}, {70, 3, 3, 91}};
   const GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = 12};
@@ -125,7 +111,7 @@ TEST_CASE("generation: a left-padded batch generates exactly what each prompt ge
 TEST_CASE("generation: stop token ids end a row; the context limit is checked before any work") {
   at::manual_seed(22);
   CausalLM<arch::Llama> m(test::small_config("llama"));
-  const auto& tok = minimind_tokenizer();
+  const auto& tok = test::minimind_tokenizer();
   Generator<CausalLM<arch::Llama>> gen(m, tok);
   GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = 8};
   const auto free_run = gen.generate({4, 5, 6}, opt);
@@ -169,13 +155,13 @@ TEST_CASE("generation: streamed pieces are whole UTF-8 characters and add up to 
   auto cfg = test::small_config("llama");
   cfg.vocab_size = 6400;
   CausalLM<arch::Llama> m(cfg);
-  const auto& tok = minimind_tokenizer();
+  const auto& tok = test::minimind_tokenizer();
   Generator<CausalLM<arch::Llama>> gen(m, tok);
   GenerationOptions opt{.sampling = {.temperature = 1.0}, .max_new_tokens = 40, .seed = 5};
   std::string joined;
   bool all_valid = true;
   const auto g = gen.generate(tok.encode("床前明月光"), opt, [&](size_t, std::string_view piece) {
-    all_valid = all_valid && valid_utf8(piece);
+    all_valid = all_valid && tokenizer::BpeTokenizer::to_valid_utf8(piece) == piece;
     joined += piece;
     return true;
   });

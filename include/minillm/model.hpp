@@ -11,6 +11,7 @@
 #include "minillm/causal_lm.hpp"
 #include "minillm/concepts.hpp"
 #include "minillm/config.hpp"
+#include "minillm/core/device.hpp"
 #include "minillm/core/threads.hpp"
 #include "minillm/info.hpp"
 #include "minillm/presets.hpp"

@@ -36,6 +36,17 @@ inline int64_t minimind3_ffn(int64_t hidden) {
 }
 }  // namespace detail
 
+// MiniMind2's mixture of experts on a config's sizes: 4 routed experts as wide as its FFN, top-2,
+// one shared expert, aux loss coefficient 0.01. (The architecture stays the config's to choose.)
+inline ModelConfig with_minimind2_experts(ModelConfig c) {
+  c.num_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.n_shared_experts = 1;
+  c.moe_intermediate_size = c.intermediate_size;
+  c.router_aux_loss_coef = 0.01;
+  return c;
+}
+
 // ~4.6M parameters: trains on a 2-core CPU in minutes.
 struct tiny {
   using arch = minillm::arch::Llama;
@@ -80,12 +91,7 @@ struct moe {
   static ModelConfig config() {
     auto c = detail::make("minimind", arch::name, 256, 4, 4, 2, 704);
     c.max_position_embeddings = 1024;
-    c.num_experts = 4;
-    c.num_experts_per_tok = 2;
-    c.n_shared_experts = 1;
-    c.moe_intermediate_size = c.intermediate_size;
-    c.router_aux_loss_coef = 0.01;
-    return c;
+    return with_minimind2_experts(c);
   }
 };
 
@@ -111,13 +117,7 @@ struct minimind2_moe {
   using model = CausalLM<arch>;
   static constexpr std::string_view name = "minimind2_moe";
   static ModelConfig config() {
-    auto c = detail::make("minimind", arch::name, 640, 8, 8, 2, detail::minimind2_ffn(640));
-    c.num_experts = 4;
-    c.num_experts_per_tok = 2;
-    c.n_shared_experts = 1;
-    c.moe_intermediate_size = c.intermediate_size;
-    c.router_aux_loss_coef = 0.01;
-    return c;
+    return with_minimind2_experts(detail::make("minimind", arch::name, 640, 8, 8, 2, detail::minimind2_ffn(640)));
   }
 };
 

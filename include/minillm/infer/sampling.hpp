@@ -56,9 +56,9 @@ inline at::Tensor apply_top_k(const at::Tensor& logits, int64_t k) {
 inline at::Tensor apply_top_p(const at::Tensor& logits, double p) {
   if (p >= 1.0) return logits;
   const auto [sorted, order] = logits.sort(-1, /*descending=*/true);
-  const auto cumulative = sorted.softmax(-1).cumsum(-1);
+  const auto probs = sorted.softmax(-1);
   // A token is dropped when the mass before it already reaches p.
-  auto drop_sorted = (cumulative - sorted.softmax(-1)) >= p;
+  auto drop_sorted = (probs.cumsum(-1) - probs) >= p;
   drop_sorted.select(-1, 0).fill_(false);
   const auto drop = at::zeros_like(drop_sorted).scatter(-1, order, drop_sorted);
   return logits.masked_fill(drop, kNegInf);

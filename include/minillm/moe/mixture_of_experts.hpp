@@ -52,10 +52,11 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
                                   .scatter_add_(0, assigned, at::ones_like(assigned))
                                   .cpu();
     const auto inputs = flat.index_select(0, token);  // (N*k, C), grouped by expert
+    const auto* count = counts.data_ptr<int64_t>();
     std::vector<at::Tensor> outputs;
     int64_t start = 0;
     for (size_t e = 0; e < experts.size(); ++e) {
-      const int64_t n = counts[static_cast<int64_t>(e)].item<int64_t>();
+      const int64_t n = count[e];
       if (n > 0) outputs.push_back(experts[e]->forward(inputs.narrow(0, start, n)));
       start += n;
     }

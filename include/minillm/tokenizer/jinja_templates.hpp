@@ -124,4 +124,9 @@ inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir) {
                        ": chat_template is none of minimind3, minimind2, llama3; name one with --template");
 }
 
+// The format `name` names (a --template option) when it is not empty, else the one tokenizer_dir declares.
+inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir, std::string_view name) {
+  return name.empty() ? chat_format_of(tokenizer_dir) : chat_format_from_name(name);
+}
+
 }  // namespace minillm::tokenizer

@@ -129,10 +129,12 @@ class Trainer {
     const double scale = 1.0 / static_cast<double>(micro_batches.size());
     for (const auto& b : micro_batches) {
       const CausalLMOutput out = forward_batch(model_, b, options_.precision);
-      const double loss = out.loss.item<double>();
+      // Both losses in one read from the device (each read waits for the queued work).
+      const auto losses = at::stack({out.loss.detach(), out.lm_loss.detach()}).to(at::kCPU, at::kDouble);
+      const double loss = losses[0].item<double>();
       finite = finite && std::isfinite(loss);
       s.loss += loss * scale;
-      s.lm_loss += out.lm_loss.item<double>() * scale;
+      s.lm_loss += losses[1].item<double>() * scale;
       s.tokens += b.target_tokens();
       if (finite) (out.loss * scale).backward();
     }
