@@ -15,7 +15,7 @@
 #include <minillm/model.hpp>
 #include <minillm/train/trainer.hpp>
 
-#ifdef MINILLM_BENCH_CUDA
+#ifdef MINILLM_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
@@ -29,12 +29,12 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 // Peak bytes held by tensors on the CUDA device since the last reset (torch.cuda.max_memory_allocated).
 struct PeakMemory {
   explicit PeakMemory(const at::Device& d) : cuda(d.is_cuda()), index(d.has_index() ? d.index() : 0) {
-#ifdef MINILLM_BENCH_CUDA
+#ifdef MINILLM_CUDA
     if (cuda) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
 #endif
   }
   double gib() const {
-#ifdef MINILLM_BENCH_CUDA
+#ifdef MINILLM_CUDA
     if (cuda) {
       const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
       return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0 * 1024.0);  // 0: aggregate pool
@@ -66,10 +66,12 @@ int main(int argc, char** argv) {
   std::string preset = "minimind2_small", device_name = "cpu", precision_name = "bf16", what = "train,decode";
   int64_t vocab = 6400, batch = 32, seq = 512, steps = 20, warmup = 5, prompt_len = 16, new_tokens = 256;
   std::string tokenizer_path = MINILLM_TOKENIZER_JSON;  // MiniMind's 6400 tokens
-  bool moe = false;
+  bool moe = false, cuda_graph = true;
   double peak_tflops = 989.4;  // H100/H200 SXM dense bf16, the datasheet figure MFU is quoted against
   app.add_option("--preset", preset, "preset name")->capture_default_str();
   app.add_option("--vocab", vocab, "vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph, "CUDA: replay training and decode steps as CUDA graphs")
+      ->capture_default_str();
   app.add_flag("--moe", moe, "make the preset a mixture of experts: 4 routed + 1 shared, top-2, same ffn width");
   app.add_option("--device", device_name, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_option("--precision", precision_name, "fp32, or bf16 (training: autocast over fp32 weights; decode: bf16 weights)")
@@ -99,12 +101,14 @@ int main(int argc, char** argv) {
       cfg.architecture = std::string(arch::MiniMind2MoE::name);
       label += "+moe";
     }
-    const nlohmann::json common = {{"impl", "minillm"}, {"model", label}, {"device", device_name}, {"precision", precision_name}};
+    const nlohmann::json common = {{"impl", "minillm"},         {"model", label},
+                                   {"device", device_name},     {"precision", precision_name},
+                                   {"cuda_graph", cuda_graph && kCudaGraphs && device.is_cuda()}};
 
     if (what.find("train") != std::string::npos) {
       at::manual_seed(0);
       auto model = make_model(cfg, at::TensorOptions().device(device));
-      train::Trainer<AnyCausalLM> trainer(*model, {.precision = precision});
+      train::Trainer<AnyCausalLM> trainer(*model, {.precision = precision, .cuda_graph = cuda_graph});
       const auto ids = at::randint(0, vocab, {batch, seq}, at::TensorOptions().dtype(at::kLong).device(device));
       const std::vector<at::Tensor> micro{ids};
       for (int64_t i = 0; i < warmup; ++i) trainer.step(micro);
@@ -114,7 +118,7 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < steps; ++i) trainer.step(micro);
       synchronize(device);
       const double step_s = seconds_since(start) / static_cast<double>(steps);
-      // The same forward + backward without clipping and the optimiser: what the update costs.
+      // An eager forward + backward (no clipping, no optimiser): what the host costs without a graph.
       start = Clock::now();
       for (int64_t i = 0; i < steps; ++i) train::forward_batch(*model, data::Batch{.input_ids = ids}, precision).loss.backward();
       synchronize(device);
@@ -143,8 +147,8 @@ int main(int argc, char** argv) {
       infer::Generator<AnyCausalLM> generator(*model, tokenizer);
       std::vector<int32_t> prompt;
       for (int64_t i = 0; i < prompt_len; ++i) prompt.push_back(static_cast<int32_t>((i * 37 + 11) % vocab));
-      const infer::GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = new_tokens};
-      generator.generate(prompt, {.sampling = {.temperature = 0}, .max_new_tokens = 8});  // warm-up
+      const infer::GenerationOptions opt{.sampling = {.temperature = 0}, .max_new_tokens = new_tokens, .cuda_graph = cuda_graph};
+      generator.generate(prompt, opt);  // warm-up (records the decode graph)
       synchronize(device);
       const auto start = Clock::now();
       const auto out = generator.generate(prompt, opt);

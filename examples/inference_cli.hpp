@@ -21,6 +21,7 @@ namespace tk = minillm::tokenizer;
 struct Options {
   std::string model_dir, tokenizer_dir, template_name, device = "cpu", precision = "fp32";
   int threads = 0;
+  bool cuda_graph = true;
   int64_t max_new_tokens = 512;
   std::optional<uint64_t> seed;
   minillm::infer::SamplingOptions sampling{.temperature = 0.85, .top_p = 0.85};
@@ -45,6 +46,8 @@ struct Options {
     app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     app.add_option("--precision", precision, "fp32 or bf16 (autocast)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
+    app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph, "CUDA: decode through a recorded CUDA graph of the step")
+        ->capture_default_str();
   }
 };
 
@@ -64,6 +67,7 @@ struct Session {
     g.stop_token_ids = stop_ids;
     g.seed = o.seed;
     g.precision = precision;
+    g.cuda_graph = o.cuda_graph;
     return g;
   }
   int64_t context() const { return model->config().max_position_embeddings; }

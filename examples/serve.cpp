@@ -257,8 +257,7 @@ class Server {
     {
       FairQueue::Turn turn(queue_);
       const auto start = std::chrono::steady_clock::now();
-      infer::Generator<minillm::AnyCausalLM> gen(*s_.model, s_.tokenizer);
-      g = gen.generate(r.prompt, r.options);
+      g = generator_.generate(r.prompt, r.options);
       log_generation(id, g, start);
     }
     auto out = envelope(id, chat, false);
@@ -290,9 +289,8 @@ class Server {
       FairQueue::Turn turn(queue_);
       const auto start = std::chrono::steady_clock::now();
       if (chat && !send({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}})) return;
-      infer::Generator<minillm::AnyCausalLM> gen(*s_.model, s_.tokenizer);
       // A failed write means the client has gone: the callback's false stops the generation.
-      const auto g = gen.generate(r.prompt, r.options, [&](size_t, std::string_view piece) { return send(piece_choice(piece)); });
+      const auto g = generator_.generate(r.prompt, r.options, [&](size_t, std::string_view piece) { return send(piece_choice(piece)); });
       log_generation(id, g, start);
       if (g.finish == infer::FinishReason::cancelled) return;
       json last = {{"index", 0}};
@@ -313,6 +311,8 @@ class Server {
   inference_cli::Options defaults_;
   std::string api_key_;
   FairQueue queue_;
+  // Used by one request at a time (the queue's turn); it keeps the recorded CUDA decode step.
+  infer::Generator<minillm::AnyCausalLM> generator_{*s_.model, s_.tokenizer};
   std::atomic<uint64_t> next_id_{1};
   int64_t started_ = unix_time();
 };

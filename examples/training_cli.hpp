@@ -24,7 +24,7 @@ struct Options {
   int keep_last = 3, threads = 0;
   double lr = 5e-4, min_lr_ratio = 0.1, clip = 1.0, weight_decay = 0.01;
   uint64_t seed = 42;
-  bool resume = false;
+  bool resume = false, cuda_graph = true;
 
   // `init_help` set: the program may start from a checkpoint (--init DIR).
   void add_to(CLI::App& app, const char* init_help = nullptr) {
@@ -63,6 +63,9 @@ struct Options {
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
+    app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
+                 "CUDA: replay the training step as a recorded CUDA graph while batch shapes repeat")
+        ->capture_default_str();
   }
 
   at::Device torch_device() const { return minillm::device_from_name(device); }
@@ -114,6 +117,7 @@ struct Options {
     t.clip = clip;
     t.weight_decay = weight_decay;
     t.precision = minillm::precision_from_name(precision);
+    t.cuda_graph = cuda_graph;
     return t;
   }
 

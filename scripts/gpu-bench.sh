@@ -24,9 +24,11 @@ rows="$out/rows.jsonl"
   python3 -c 'import torch, transformers; print("# torch", torch.__version__, "transformers", transformers.__version__)'
 } | tee "$out/table.md"
 bench="$build_dir/bench/minillm_bench_model --device cuda --precision bf16 --steps $steps"
-$bench --preset minimind2_small | tee -a "$rows"
+for graph in --cuda-graph --no-cuda-graph; do
+  $bench $graph --preset minimind2_small | tee -a "$rows"
+  $bench $graph --preset minimind2 | tee -a "$rows"
+done
 $bench --preset minimind2_small --moe --what train | tee -a "$rows"
-$bench --preset minimind2 | tee -a "$rows"
 if [ -z "${SKIP_HF:-}" ]; then
   for model in minimind2_small minimind2; do
     python3 scripts/gpu/hf_bench.py --model "$model" --what train --steps "$steps" | tee -a "$rows"

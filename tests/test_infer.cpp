@@ -89,6 +89,62 @@ TEST_CASE("generation: prefill + cached decode equals the full forward for every
   }
 }
 
+TEST_CASE("generation: the fixed-shape decode step (what a CUDA graph replays) equals the cached decode for every "
+          "preset, left padding included") {
+  for (const auto& name : preset_names()) {
+    CAPTURE(name);
+    auto cfg = preset_config(name);
+    cfg.num_hidden_layers = 2;
+    cfg.vocab_size = 512;
+    at::manual_seed(4);
+    auto m = make_model(cfg);
+    test::perturb_norms(m->module());
+    m->module().eval();
+    at::NoGradGuard g;
+    // Row 0: 5 prompt tokens; row 1: 3, left-padded by 2. Then 4 decode steps.
+    const auto ids = at::randint(0, 512, {2, 9}, at::kLong);
+    auto real = at::ones({2, 9}, at::kLong);
+    real[1].narrow(0, 0, 2).fill_(0);
+    auto dynamic = m->make_cache(2, 9);
+    minillm::infer::detail::StaticDecodeStep<AnyCausalLM> fixed(*m, 2, 12, Precision::fp32, /*record_graph=*/false);
+    fixed.start(real.to(at::kBool), at::tensor(std::vector<int64_t>{0, 2}).view({2, 1}));
+    m->forward(ids.narrow(1, 0, 5), {.attention_mask = real.narrow(1, 0, 5), .cache = &dynamic});
+    m->forward(ids.narrow(1, 0, 5), {.attention_mask = real.narrow(1, 0, 5), .cache = &fixed.cache()});
+    for (int64_t t = 5; t < 9; ++t) {
+      CAPTURE(t);
+      const auto expected =
+          m->forward(ids.narrow(1, t, 1), {.attention_mask = real.narrow(1, 0, t + 1), .cache = &dynamic, .logits_to_keep = 1})
+              .logits.select(1, -1);
+      CHECK(test::max_abs_diff(fixed.step(ids.select(1, t), t), expected) < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("generation: the CUDA-graph decode generates what the eager decode does (runs where CUDA graphs are available)") {
+  if (!kCudaGraphs || !at::hasCUDA()) {
+    MESSAGE("no CUDA graphs: skipped");
+    return;
+  }
+  for (const auto* name : {"qwen3", "minimind2_moe"}) {
+    CAPTURE(name);
+    at::manual_seed(23);
+    auto m = make_model(test::small_config(name), at::TensorOptions().device(at::kCUDA));
+    test::perturb_norms(m->module());
+    const tokenizer::BpeTokenizer& tok = test::minimind_tokenizer();
+    Generator<AnyCausalLM> graphed(*m, tok), eager(*m, tok);
+    // A left-padded batch, then single prompts of other lengths in the same recorded step's bucket.
+    const std::vector<std::vector<std::vector<int32_t>>> calls = {
+        {{5, 17, 33, 2, 80, 41, 9}, {12, 60}, {70, 3, 3, 91}}, {{8, 1, 44}}, {{90, 2, 7, 7, 7, 30, 11, 4}}};
+    for (const auto& prompts : calls) {
+      const GenerationOptions on{.sampling = {.temperature = 0}, .max_new_tokens = 20, .cuda_graph = true};
+      auto off = on;
+      off.cuda_graph = false;
+      const auto a = graphed.generate(prompts, on), b = eager.generate(prompts, off);
+      for (size_t r = 0; r < prompts.size(); ++r) CHECK(a[r].tokens == b[r].tokens);
+    }
+  }
+}
+
 TEST_CASE("generation: a left-padded batch generates exactly what each prompt generates alone (greedy)") {
   at::manual_seed(21);
   CausalLM<arch::Qwen3> m(test::small_config("qwen3"));

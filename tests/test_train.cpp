@@ -258,7 +258,8 @@ TEST_CASE("train: fused AdamW equals LibTorch's AdamW over 20 steps (runs where 
   for (const bool fused : {false, true}) {
     at::manual_seed(53);
     models.push_back(make_model(cfg, at::TensorOptions().device(at::kCUDA)));
-    Trainer<AnyCausalLM> t(*models.back(), {.schedule = {.kind = LrSchedule::constant, .lr = 3e-3}, .fused_adamw = fused});
+    Trainer<AnyCausalLM> t(*models.back(),
+                           {.schedule = {.kind = LrSchedule::constant, .lr = 3e-3}, .fused_adamw = fused, .cuda_graph = false});
     at::manual_seed(54);
     losses.emplace_back();
     for (int i = 0; i < 20; ++i)
@@ -268,6 +269,55 @@ TEST_CASE("train: fused AdamW equals LibTorch's AdamW over 20 steps (runs where 
   auto fused = models[1]->module().named_parameters();
   for (const auto& p : models[0]->module().named_parameters())
     CHECK(test::max_abs_diff(p.value(), fused[p.key()]) < 1e-4);
+}
+
+TEST_CASE("train: the CUDA-graph step equals the eager step over 20 steps, skips and shape changes included "
+          "(runs where CUDA graphs are available)") {
+  if (!kCudaGraphs || !at::hasCUDA()) {
+    MESSAGE("no CUDA graphs: skipped");
+    return;
+  }
+  auto cfg = test::small_config("llama");
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  std::vector<std::vector<StepStats>> runs;
+  std::vector<std::unique_ptr<AnyCausalLM>> models;
+  for (const bool graph : {false, true}) {
+    at::manual_seed(61);
+    models.push_back(make_model(cfg, cuda));
+    auto& m = *models.back();
+    Trainer<AnyCausalLM> t(m, {.schedule = {.kind = LrSchedule::minimind_cosine, .lr = 3e-3, .total_steps = 24},
+                               .accumulation = 2,
+                               .clip = 0.5,
+                               .precision = Precision::bf16,
+                               .cuda_graph = graph});
+    at::manual_seed(62);
+    runs.emplace_back();
+    auto ids = [&](int64_t t) { return at::randint(0, cfg.vocab_size, {2, t}, at::kLong).to(at::kCUDA); };
+    for (int i = 0; i < 24; ++i) {
+      // Step 12: a non-finite weight makes the loss NaN; the step must change nothing.
+      const auto norm = m.module().named_parameters()["model.norm.weight"].detach();  // shares the storage
+      const auto kept = norm.clone();
+      if (i == 12) norm.fill_(std::numeric_limits<float>::quiet_NaN());
+      // The last steps: other shapes, which end the graph (eager from then on).
+      const int64_t t_len = i < 22 ? 16 : 24;
+      runs.back().push_back(t.step(std::vector<at::Tensor>{ids(t_len), ids(t_len)}));
+      if (i == 12) norm.copy_(kept);
+    }
+  }
+  for (int i = 0; i < 24; ++i) {
+    CAPTURE(i);
+    CHECK(runs[0][i].skipped == (i == 12));
+    CHECK(runs[1][i].skipped == (i == 12));
+    if (i == 12) continue;
+    CHECK(runs[0][i].loss == doctest::Approx(runs[1][i].loss).epsilon(1e-3));
+    CHECK(runs[0][i].grad_norm == doctest::Approx(runs[1][i].grad_norm).epsilon(1e-2));
+    CHECK(runs[0][i].tokens == runs[1][i].tokens);
+  }
+  auto graphed = models[1]->module().named_parameters();
+  for (const auto& p : models[0]->module().named_parameters()) {
+    CAPTURE(p.key());
+    CHECK(test::max_abs_diff(p.value(), graphed[p.key()]) < 2e-3);
+  }
 }
 
 TEST_CASE("train: TensorBoard events are TFRecords of Event protobufs with valid CRC-32C") {

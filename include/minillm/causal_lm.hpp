@@ -20,8 +20,15 @@ struct ForwardOptions {
   at::Tensor attention_mask;  // (B, S) 1 = token, 0 = padding (S = cached + T), or bool (B, 1, T, S) full mask
   at::Tensor position_ids;    // (B, T) int64; default: from the padding mask, else cache length + arange(T)
   KVCache* cache = nullptr;   // when set: keys/values are appended and attention covers the cache
+  // A fixed-shape cached step (what a CUDA graph records): int64 (T) cache columns on the device for
+  // the new tokens. Attention then spans the cache's whole capacity under `attention_mask`, which
+  // must be bool (B, 1, T, capacity); position_ids must be given; the cache's length() stays.
+  at::Tensor cache_slots;
   int64_t logits_to_keep = 0; // 0: logits for every position; n: only the last n
   AttentionKernel kernel = AttentionKernel::automatic;
+  // The caller has checked that input_ids lie in the vocabulary; skips the check's read back to the
+  // host, which a CUDA graph capture does not allow.
+  bool ids_checked = false;
 };
 
 struct CausalLMOutput {
@@ -30,6 +37,17 @@ struct CausalLMOutput {
   at::Tensor lm_loss;   // mean cross entropy over non-ignored labels
   at::Tensor aux_loss;  // sum of MoE load-balancing losses (training mode, MoE only)
 };
+
+// Throws std::out_of_range naming the first bad id unless every id lies in [0, vocab) (one read
+// back from the device).
+inline void check_token_ids(const at::Tensor& ids, int64_t vocab) {
+  if (ids.numel() == 0) return;
+  const auto range = at::stack({ids.min(), ids.max()}).cpu();
+  const auto lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
+  if (lo < 0 || hi >= vocab)
+    throw std::out_of_range("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
+                            std::to_string(vocab) + ")");
+}
 
 // Runs every check an architecture needs on a config; throws ConfigError naming the bad value.
 template <Architecture A>
@@ -87,28 +105,32 @@ class CausalLMImpl : public torch::nn::Module {
   }
 
   CausalLMOutput forward(const at::Tensor& input_ids, const ForwardOptions& opt = {}) {
-    check_input_ids(input_ids);
+    check_input_ids(input_ids, !opt.ids_checked);
     const int64_t b = input_ids.size(0), t = input_ids.size(1);
     const int64_t past = opt.cache != nullptr ? opt.cache->length() : 0;
+    const bool slotted = opt.cache_slots.defined();
     if (opt.cache != nullptr) {
       if (opt.cache->batch() != b || opt.cache->num_layers() != config_.num_hidden_layers)
         throw std::invalid_argument("KV cache shape (batch " + std::to_string(opt.cache->batch()) + ", layers " +
                                     std::to_string(opt.cache->num_layers()) + ") does not match the input (batch " +
                                     std::to_string(b) + ") and model (layers " +
                                     std::to_string(config_.num_hidden_layers) + ")");
-      opt.cache->check_room(t);
+      if (!slotted) opt.cache->check_room(t);
     }
+    if (slotted) check_slotted_step(opt, b, t);
 
     AttentionContext ctx;
     ctx.cache = opt.cache;
+    ctx.cache_slots = opt.cache_slots;
     ctx.kernel = opt.kernel;
-    ctx.mask = attention_mask(opt.attention_mask, b, t, past, input_ids.device());
+    const int64_t keys = slotted ? opt.cache->capacity() : past + t;
+    ctx.mask = attention_mask(opt.attention_mask, b, t, keys, input_ids.device());
     const auto positions = opt.position_ids.defined() ? opt.position_ids
                                                       : default_positions(opt.attention_mask, b, t, past, input_ids.device());
     ctx.position = model->rotary_emb->encode(positions);
 
     auto hidden = model->forward(input_ids, ctx);  // (B, T, C)
-    if (opt.cache != nullptr) opt.cache->advance(t);
+    if (opt.cache != nullptr && !slotted) opt.cache->advance(t);
 
     CausalLMOutput out;
     if (opt.logits_to_keep > 0 && opt.logits_to_keep < t) hidden = hidden.narrow(1, t - opt.logits_to_keep, opt.logits_to_keep);
@@ -133,6 +155,9 @@ class CausalLMImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
 
+  // Whether a training step reads nothing back to the host, so it can be recorded as a CUDA graph.
+  static constexpr bool capturable_training = !reads_host_in_training<typename A::ffn::module>;
+
   // (V, C): the LM head, or the embedding when tied.
   const at::Tensor& head_weight() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
 
@@ -152,23 +177,30 @@ class CausalLMImpl : public torch::nn::Module {
     return os.str();
   }
 
-  void check_input_ids(const at::Tensor& ids) const {
+  void check_input_ids(const at::Tensor& ids, bool check_values) const {
     if (ids.dim() != 2 || ids.scalar_type() != at::kLong)
       throw std::invalid_argument("input_ids must be a (batch, time) int64 tensor, got " + shape_string(ids) + " " +
                                   std::string(c10::toString(ids.scalar_type())));
     if (ids.size(1) == 0) throw std::invalid_argument("input_ids must hold at least one token");
-    if (ids.numel() > 0) {
-      const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-      if (lo < 0 || hi >= config_.vocab_size)
-        throw std::out_of_range("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
-                                std::to_string(config_.vocab_size) + ")");
-    }
+    if (check_values) check_token_ids(ids, config_.vocab_size);
+  }
+
+  static void check_slotted_step(const ForwardOptions& opt, int64_t b, int64_t t) {
+    if (opt.cache == nullptr) throw std::invalid_argument("cache_slots need a cache");
+    if (opt.cache_slots.dim() != 1 || opt.cache_slots.size(0) != t || opt.cache_slots.scalar_type() != at::kLong)
+      throw std::invalid_argument("cache_slots must be int64 (" + std::to_string(t) + "), got " +
+                                  shape_string(opt.cache_slots));
+    const int64_t c = opt.cache->capacity();
+    if (!opt.attention_mask.defined() || opt.attention_mask.dim() != 4)
+      throw std::invalid_argument("a step with cache_slots needs a (" + std::to_string(b) + ", 1, " + std::to_string(t) +
+                                  ", " + std::to_string(c) + ") attention_mask over the cache's capacity");
+    if (!opt.position_ids.defined()) throw std::invalid_argument("a step with cache_slots needs position_ids");
   }
 
   // Bool (B, 1, T, S) mask with causality folded in, or undefined for plain causal attention.
-  static at::Tensor attention_mask(const at::Tensor& given, int64_t b, int64_t t, int64_t past, const at::Device& device) {
-    const int64_t s = past + t;
-    if (!given.defined()) return past == 0 ? at::Tensor() : attention::causal_mask(t, s, device).expand({b, 1, t, s});
+  // S = s keys: the cached ones and the T new ones (all of the cache's capacity for a slotted step).
+  static at::Tensor attention_mask(const at::Tensor& given, int64_t b, int64_t t, int64_t s, const at::Device& device) {
+    if (!given.defined()) return s == t ? at::Tensor() : attention::causal_mask(t, s, device).expand({b, 1, t, s});
     at::Tensor mask;
     if (given.dim() == 2) {
       if (given.size(0) != b || given.size(1) != s)
@@ -245,6 +277,11 @@ const ModelConfig& config_of(M& m) {
 template <class M>
 KVCache make_cache_of(M& m, int64_t batch, int64_t capacity) {
   return detail::model_impl(m).make_cache(batch, capacity);
+}
+template <class M>
+bool capturable_training_of(M& m) {
+  if constexpr (detail::is_holder<M>) return std::remove_reference_t<decltype(*m)>::capturable_training;
+  else return m.capturable_training();
 }
 
 }  // namespace minillm

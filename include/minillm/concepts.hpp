@@ -121,6 +121,11 @@ concept has_aux_loss = requires(M& m) {
   { m.aux_loss() } -> std::same_as<at::Tensor>;
 };
 
+// A module whose training forward reads a value back to the host (MoE's per-expert token counts),
+// so a training step through it cannot be recorded as a CUDA graph.
+template <class M>
+concept reads_host_in_training = M::reads_host_in_training;
+
 // ---- architecture ----
 template <class A>
 concept names_all_slots = requires {

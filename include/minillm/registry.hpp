@@ -123,6 +123,7 @@ class AnyCausalLM {
   virtual const ModelConfig& config() const = 0;
   virtual std::string_view architecture() const = 0;
   virtual KVCache make_cache(int64_t batch, int64_t capacity) const = 0;
+  virtual bool capturable_training() const = 0;  // see CausalLMImpl::capturable_training
 };
 
 template <Architecture A>
@@ -134,6 +135,7 @@ class CausalLMHandle final : public AnyCausalLM {
   const ModelConfig& config() const override { return model->config(); }
   std::string_view architecture() const override { return A::name; }
   KVCache make_cache(int64_t batch, int64_t capacity) const override { return model->make_cache(batch, capacity); }
+  bool capturable_training() const override { return CausalLMImpl<A>::capturable_training; }
 
   CausalLM<A> model;
 };

@@ -9,6 +9,9 @@ import sys
 
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]
+    for r in rows:  # minillm's rows say whether the steps were CUDA graphs
+        if r.get("cuda_graph"):
+            r["impl"] += " (CUDA graph)"
     print("| model | implementation | batch x seq | tokens/s | step ms | peak GiB | MFU |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -26,7 +26,8 @@ enum class AttentionKernel {
 
 // Preallocated keys and values for every layer: (B, n_kv, capacity, head_dim) each. Layers append
 // the new tokens' keys/values at the current length and attend over everything cached; CausalLM
-// advances the length once all layers have run.
+// advances the length once all layers have run. A fixed-shape step (a CUDA graph) writes at column
+// indices held on the device instead (write_at) and attends over the whole capacity under a mask.
 class KVCache {
  public:
   KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t head_dim,
@@ -66,6 +67,17 @@ class KVCache {
     return {kc.narrow(2, 0, length_ + t), vc.narrow(2, 0, length_ + t)};  // (B, n_kv, S, D)
   }
 
+  // k, v: (B, n_kv, T, D) written at the columns `slots` (int64 (T), on the cache's device), which
+  // the host never reads. Returns the whole buffers (B, n_kv, capacity, D); length() is unchanged.
+  std::pair<at::Tensor, at::Tensor> write_at(int64_t layer, const at::Tensor& k, const at::Tensor& v,
+                                             const at::Tensor& slots) {
+    auto& kc = keys_.at(static_cast<size_t>(layer));
+    auto& vc = values_.at(static_cast<size_t>(layer));
+    kc.index_copy_(2, slots, k);
+    vc.index_copy_(2, slots, v);
+    return {kc, vc};
+  }
+
   void advance(int64_t new_tokens) {
     check_room(new_tokens);
     length_ += new_tokens;
@@ -84,6 +96,7 @@ struct AttentionContext {
   // causal attention over S keys whose last T are the queries.
   at::Tensor mask;
   KVCache* cache = nullptr;
+  at::Tensor cache_slots;  // int64 (T) on the device: write the cache there (KVCache::write_at), not at length()
   AttentionKernel kernel = AttentionKernel::automatic;
 };
 

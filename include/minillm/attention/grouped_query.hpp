@@ -49,7 +49,9 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
     q = Position::module::rotate(q, ctx.position).transpose(1, 2);  // (B, H, T, D)
     k = Position::module::rotate(k, ctx.position).transpose(1, 2);  // (B, Hkv, T, D)
     v = v.transpose(1, 2);                                          // (B, Hkv, T, D)
-    if (ctx.cache != nullptr) std::tie(k, v) = ctx.cache->append(layer_, k, v);  // (B, Hkv, S, D)
+    if (ctx.cache != nullptr)  // (B, Hkv, S, D)
+      std::tie(k, v) = ctx.cache_slots.defined() ? ctx.cache->write_at(layer_, k, v, ctx.cache_slots)
+                                                 : ctx.cache->append(layer_, k, v);
     const auto out = attend(q, k, v, ctx.mask, ctx.kernel);                       // (B, H, T, D)
     return o_proj->forward(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));  // (B, T, C)
   }

@@ -19,6 +19,7 @@
 #include "minillm/causal_lm.hpp"
 #include "minillm/core/autocast.hpp"
 #include "minillm/infer/sampling.hpp"
+#include "minillm/infer/static_decode.hpp"
 #include "minillm/tokenizer/stream_decoder.hpp"
 
 namespace minillm::infer {
@@ -30,6 +31,9 @@ struct GenerationOptions {
   std::vector<std::string> stop_strings;  // ... or when its text contains one of these (the text is cut before it)
   std::optional<uint64_t> seed;           // sampling seed; unset: a fresh one per call
   Precision precision = Precision::fp32;  // bf16: forward under autocast (useful on CUDA)
+  // CUDA: decode through a CUDA graph of the step (recorded on first use per batch size and length
+  // bucket of 256 and kept by the Generator), one launch per token instead of hundreds.
+  bool cuda_graph = true;
 };
 
 enum class FinishReason { stop, length, cancelled };
@@ -109,6 +113,7 @@ class StopStringFilter {
 
 }  // namespace detail
 
+// One Generator runs one generate() at a time (it keeps the recorded CUDA decode step between calls).
 template <class Model>
 class Generator {
  public:
@@ -147,7 +152,21 @@ class Generator {
     auto& module = module_of(model_);
     const bool was_training = module.is_training();
     module.eval();
-    auto cache = make_cache_of(model_, b, capacity);
+    const bool graphed = kCudaGraphs && opt.cuda_graph && device.is_cuda();
+    std::optional<KVCache> own_cache;
+    KVCache* cache = nullptr;
+    if (graphed) {
+      const int64_t bucket = (capacity + kGraphBucket - 1) / kGraphBucket * kGraphBucket;
+      if (!graph_step_ || !graph_step_->fits(b, bucket, opt.precision))
+        graph_step_ = std::make_unique<detail::StaticDecodeStep<Model>>(model_, b, bucket, opt.precision, true);
+      cache = &graph_step_->cache();
+      cache->reset();
+      auto padding = at::zeros({b, 1}, long_cpu);
+      for (int64_t r = 0; r < b; ++r) padding[r][0] = longest - static_cast<int64_t>(prompts[static_cast<size_t>(r)].size());
+      graph_step_->start(mask.to(at::kBool), padding.to(device));
+    } else {
+      cache = &own_cache.emplace(make_cache_of(model_, b, capacity));
+    }
     auto generator = at::make_generator<at::CPUGeneratorImpl>(opt.seed ? *opt.seed : std::random_device{}());
 
     std::vector<Generation> out(static_cast<size_t>(b));
@@ -172,7 +191,7 @@ class Generator {
       AutocastGuard autocast(device.type(), opt.precision);
       return forward_of(model_, input,
                         {.attention_mask = padded ? mask.narrow(1, 0, seen) : at::Tensor(),
-                         .cache = &cache,
+                         .cache = cache,
                          .logits_to_keep = 1})
           .logits.select(1, -1);  // (B, V)
     };
@@ -201,7 +220,7 @@ class Generator {
       }
       if (std::none_of(active.begin(), active.end(), [](bool a) { return a; }) || i + 1 == opt.max_new_tokens) break;
       context.narrow(1, seen, 1).copy_(next.unsqueeze(1));
-      logits = step(next.unsqueeze(1), seen + 1);
+      logits = graphed ? graph_step_->step(next, seen) : step(next.unsqueeze(1), seen + 1);
     }
     for (size_t r = 0; r < static_cast<size_t>(b); ++r) {
       if (active[r]) end_row(r, FinishReason::length);
@@ -236,8 +255,11 @@ class Generator {
     }
   }
 
+  static constexpr int64_t kGraphBucket = 256;  // cache capacities of a recorded step: multiples of this
+
   Model& model_;
   const tokenizer::BpeTokenizer& tokenizer_;
+  std::unique_ptr<detail::StaticDecodeStep<Model>> graph_step_;
 };
 
 }  // namespace minillm::infer

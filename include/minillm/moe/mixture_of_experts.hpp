@@ -35,10 +35,44 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     }
   }
 
+  // Training routes tokens with one host read (below); inference on few tokens reads nothing back.
+  static constexpr bool reads_host_in_training = true;
+
   at::Tensor forward(const at::Tensor& x) {  // (B, T, C)
     const int64_t b = x.size(0), t = x.size(1), c = x.size(2);
     const auto flat = x.reshape({b * t, c});  // (N, C)
     const auto routing = gate->route(flat);   // weights, indices: (N, k)
+    aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
+    auto y = !is_training() && flat.size(0) <= kDenseTokens ? every_expert(flat, routing) : routed(flat, routing);
+    for (auto& s : shared) y = y + s->forward(flat);
+    return y.view({b, t, c});
+  }
+
+  // Load-balancing loss of the last forward in training mode; undefined in eval mode.
+  at::Tensor aux_loss() { return aux_; }
+
+  std::shared_ptr<typename Router::module> gate;
+  std::vector<std::shared_ptr<ExpertModule>> experts, shared;
+
+ private:
+  // Up to this many tokens (decode steps), inference runs every expert on every token and weights
+  // the unchosen ones by zero: no host read, so the step can be a CUDA graph, and at this size a
+  // few more small matmuls cost less than routing.
+  static constexpr int64_t kDenseTokens = 16;
+
+  at::Tensor every_expert(const at::Tensor& flat, const Routing& routing) {
+    // (N, E): each token's router weight for every expert, zero where the expert was not chosen.
+    const auto mix = at::zeros({flat.size(0), static_cast<int64_t>(experts.size())}, routing.weights.options())
+                         .scatter_add_(1, routing.indices, routing.weights);
+    at::Tensor y;
+    for (size_t e = 0; e < experts.size(); ++e) {
+      const auto part = experts[e]->forward(flat) * mix.narrow(1, static_cast<int64_t>(e), 1);
+      y = y.defined() ? y + part : part;
+    }
+    return y;
+  }
+
+  at::Tensor routed(const at::Tensor& flat, const Routing& routing) {
     // Sorted-token batching: the N*k (token, expert) assignments sorted by expert, so each expert
     // runs once on a contiguous slice, with a single host read (the per-expert counts) instead of
     // one nonzero() sync per expert.
@@ -60,19 +94,9 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
       if (n > 0) outputs.push_back(experts[e]->forward(inputs.narrow(0, start, n)));
       start += n;
     }
-    auto y = at::zeros_like(flat).index_add_(0, token, at::cat(outputs) * weight);  // (N, C)
-    for (auto& s : shared) y = y + s->forward(flat);
-    aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
-    return y.view({b, t, c});
+    return at::zeros_like(flat).index_add_(0, token, at::cat(outputs) * weight);  // (N, C)
   }
 
-  // Load-balancing loss of the last forward in training mode; undefined in eval mode.
-  at::Tensor aux_loss() { return aux_; }
-
-  std::shared_ptr<typename Router::module> gate;
-  std::vector<std::shared_ptr<ExpertModule>> experts, shared;
-
- private:
   torch::nn::ModuleList experts_list{nullptr}, shared_list{nullptr};
   at::Tensor aux_;
 };

@@ -3,7 +3,8 @@
 // parameter's exp_avg and exp_avg_sq under its name, plus the CPU RNG state) and
 // trainer_state.json (step, skipped steps, data cursor, per-parameter Adam step counts).
 // A save writes checkpoint-N.tmp/ and renames it when complete, so a crash mid-save leaves the
-// earlier checkpoints untouched and never a half-written one under a checkpoint name. Loading
+// earlier checkpoints untouched and never a half-written one under a checkpoint name; deleting one
+// (keep-last-K) renames it away first, for the same reason. Loading
 // all of it back continues the run exactly as if it had not stopped.
 #pragma once
 
@@ -32,6 +33,17 @@ inline std::string checkpoint_name(int64_t step) {
   char name[32];
   std::snprintf(name, sizeof name, "checkpoint-%08lld", static_cast<long long>(step));
   return name;
+}
+
+// Deletes a checkpoint directory: renamed out of the listing first (atomic), so a crash during the
+// deletion never leaves a listed checkpoint with files missing.
+inline void retire(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir)) return;
+  auto doomed = dir;
+  doomed += ".old";
+  std::filesystem::remove_all(doomed);  // left by an earlier crash
+  std::filesystem::rename(dir, doomed);
+  std::filesystem::remove_all(doomed);
 }
 
 }  // namespace detail
@@ -84,11 +96,11 @@ inline std::filesystem::path save_checkpoint(const std::filesystem::path& out, A
   io::write_text_file_atomic(tmp / "trainer_state.json", info.dump(2) + "\n");
   if (add_files) add_files(tmp);
 
-  std::filesystem::remove_all(final_dir);  // a re-save of the same step
+  detail::retire(final_dir);  // a re-save of the same step
   std::filesystem::rename(tmp, final_dir);
   if (keep_last > 0) {
     auto all = list_checkpoints(out);
-    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) std::filesystem::remove_all(all[i]);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) detail::retire(all[i]);
   }
   return final_dir;
 }

@@ -16,6 +16,7 @@
 
 #include "minillm/causal_lm.hpp"
 #include "minillm/core/autocast.hpp"
+#include "minillm/core/cuda_graph.hpp"
 #include "minillm/data/batch.hpp"
 #include "minillm/train/schedule.hpp"
 
@@ -36,6 +37,11 @@ struct TrainerOptions {
   int64_t max_consecutive_skips = 10;
   Precision precision = Precision::fp32;  // bf16: forward under autocast, weights and AdamW state stay fp32
   bool fused_adamw = true;  // CUDA on LibTorch >= 2.1: one at::_fused_adamw_ launch instead of ~12 per tensor
+  // CUDA with fused AdamW, LibTorch >= 2.4, a model without host reads in training (not MoE): after
+  // one eager step, the whole step (forward and backward of each micro-batch, clipping, AdamW, the
+  // finite check) is recorded as a CUDA graph and replayed while the micro-batches keep their count
+  // and shapes. The first step with other shapes ends the graph; the trainer goes on eagerly.
+  bool cuda_graph = true;
 };
 
 struct StepStats {
@@ -83,13 +89,15 @@ inline double clip_gradients(const std::vector<at::Tensor>& params, double max_n
 
 // The model's output on a batch (labels default to the inputs), under autocast when `precision`
 // asks for it. Call backward() on the result outside: autocast must not cover the backward pass.
+// `ids_checked`: the caller has range-checked the ids (see ForwardOptions).
 template <class Model>
-CausalLMOutput forward_batch(Model& model, const Batch& b, Precision precision) {
+CausalLMOutput forward_batch(Model& model, const Batch& b, Precision precision, bool ids_checked = false) {
   AutocastGuard autocast(b.input_ids.device().type(), precision);
   return forward_of(model, b.input_ids,
                     {.labels = b.labels.defined() ? b.labels : b.input_ids,
                      .attention_mask = b.attention_mask,
-                     .position_ids = b.position_ids});
+                     .position_ids = b.position_ids,
+                     .ids_checked = ids_checked});
 }
 
 template <class Model>
@@ -122,8 +130,11 @@ class Trainer {
     StepStats s;
     s.step = step_;
     s.lr = learning_rate(options_.schedule, step_);
-    for (auto& group : optimizer_.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(s.lr);
     module_of(model_).train();
+#if MINILLM_CUDA_GRAPHS
+    if (graph_step_wanted(micro_batches)) return graph_step(micro_batches, s);
+#endif
+    for (auto& group : optimizer_.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(s.lr);
     optimizer_.zero_grad();
     bool finite = true;
     const double scale = 1.0 / static_cast<double>(micro_batches.size());
@@ -142,11 +153,25 @@ class Trainer {
       s.grad_norm = clip_gradients(params_, options_.clip);
       finite = std::isfinite(s.grad_norm);
     }
-    if (finite) {
-      apply_adamw(s.lr);
+    if (finite) apply_adamw(s.lr);
+    else optimizer_.zero_grad();
+    eager_step_applied_ = eager_step_applied_ || finite;
+    return finish_step(s, finite);
+  }
+
+  int64_t current_step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+  int64_t skipped_steps() const { return skipped_steps_; }
+  torch::optim::AdamW& optimizer() { return optimizer_; }
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  // Counts the step; a skipped one (non-finite loss or gradients) is counted as such, and too many
+  // in a row stop training.
+  StepStats finish_step(StepStats& s, bool applied) {
+    if (applied) {
       consecutive_skips_ = 0;
     } else {
-      optimizer_.zero_grad();
       s.skipped = true;
       ++skipped_steps_;
       if (++consecutive_skips_ >= options_.max_consecutive_skips)
@@ -158,13 +183,19 @@ class Trainer {
     return s;
   }
 
-  int64_t current_step() const { return step_; }
-  void set_step(int64_t step) { step_ = step; }
-  int64_t skipped_steps() const { return skipped_steps_; }
-  torch::optim::AdamW& optimizer() { return optimizer_; }
-  const TrainerOptions& options() const { return options_; }
+  // AdamW's per-parameter state, created (step 0, zero moments) on first use.
+  torch::optim::AdamWParamState& adam_state(const at::Tensor& param) {
+    auto& slot = optimizer_.state()[detail::state_key(optimizer_, param)];
+    if (!slot) {
+      auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+      fresh->step(0);
+      fresh->exp_avg(at::zeros_like(param, at::MemoryFormat::Preserve));
+      fresh->exp_avg_sq(at::zeros_like(param, at::MemoryFormat::Preserve));
+      slot = std::move(fresh);
+    }
+    return static_cast<torch::optim::AdamWParamState&>(*slot);
+  }
 
- private:
   // The AdamW update of every parameter that has a gradient. Both ways keep the moments and step
   // counts in the optimizer's per-parameter state, so checkpoints are the same either way.
   void apply_adamw(double lr) {
@@ -181,15 +212,7 @@ class Trainer {
     std::vector<float> steps;
     for (const auto& param : params_) {
       if (!param.grad().defined()) continue;
-      auto& slot = optimizer_.state()[detail::state_key(optimizer_, param)];
-      if (!slot) {
-        auto fresh = std::make_unique<torch::optim::AdamWParamState>();
-        fresh->step(0);
-        fresh->exp_avg(at::zeros_like(param, at::MemoryFormat::Preserve));
-        fresh->exp_avg_sq(at::zeros_like(param, at::MemoryFormat::Preserve));
-        slot = std::move(fresh);
-      }
-      auto& state = static_cast<torch::optim::AdamWParamState&>(*slot);
+      auto& state = adam_state(param);
       state.step(state.step() + 1);
       p.push_back(param);
       g.push_back(param.grad());
@@ -204,11 +227,141 @@ class Trainer {
   }
 #endif
 
+#if MINILLM_CUDA_GRAPHS
+  // The recorded step: static copies of the micro-batches, the tensors AdamW updates (by address),
+  // and the scalars that change per step (learning rate, a skip flag for the warm-up run).
+  struct StepGraph {
+    std::vector<int64_t> shapes;  // of the micro-batches it was recorded for
+    std::vector<Batch> inputs;
+    std::vector<at::Tensor> params, grads, exp_avg, exp_avg_sq, steps;
+    at::Tensor lr, skip, losses, stats;  // stats: loss, lm_loss, gradient norm
+    CudaGraph graph;
+  };
+
+  static std::vector<int64_t> shapes_of(const std::vector<Batch>& batches) {
+    std::vector<int64_t> key{static_cast<int64_t>(batches.size())};
+    for (const auto& b : batches)
+      for (const auto* t : {&b.input_ids, &b.labels, &b.attention_mask, &b.position_ids}) {
+        key.push_back(t->defined() ? t->dim() : -1);
+        if (!t->defined()) continue;
+        key.push_back(static_cast<int64_t>(t->scalar_type()));
+        for (const auto d : t->sizes()) key.push_back(d);
+      }
+    return key;
+  }
+
+  bool graph_step_wanted(const std::vector<Batch>& batches) {
+    if (!options_.cuda_graph || !options_.fused_adamw || graph_off_ || !eager_step_applied_ ||
+        !params_.front().is_cuda() || !capturable_training_of(model_))
+      return false;
+    if (graph_ && graph_->shapes != shapes_of(batches)) {  // shapes vary: eager from now on
+      graph_.reset();
+      graph_off_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  // Whether the recorded graph still updates the tensors the model and optimizer hold (loading
+  // optimizer state replaces them).
+  bool graph_current() {
+    for (size_t i = 0; i < graph_->params.size(); ++i) {
+      const auto& p = graph_->params[i];
+      const auto it = optimizer_.state().find(detail::state_key(optimizer_, p));
+      if (!p.grad().defined() || !p.grad().is_same(graph_->grads[i]) || it == optimizer_.state().end() ||
+          !static_cast<torch::optim::AdamWParamState&>(*it->second).exp_avg().is_same(graph_->exp_avg[i]))
+        return false;
+    }
+    return true;
+  }
+
+  void record_graph(const std::vector<Batch>& batches) {
+    auto g = std::make_unique<StepGraph>();
+    const auto device = params_.front().device();
+    g->shapes = shapes_of(batches);
+    for (const auto& b : batches) {
+      auto copy = b.to(device);
+      for (auto* t : {&copy.input_ids, &copy.labels, &copy.attention_mask, &copy.position_ids})
+        if (t->defined()) *t = t->clone();
+      g->inputs.push_back(copy);
+    }
+    for (const auto& p : params_) {
+      if (!p.grad().defined()) continue;  // unused by the model: the eager path skips it too
+      auto& state = adam_state(p);
+      g->params.push_back(p);
+      g->grads.push_back(p.grad());
+      g->exp_avg.push_back(state.exp_avg());
+      g->exp_avg_sq.push_back(state.exp_avg_sq());
+      g->steps.push_back(at::full({}, static_cast<double>(state.step()), p.options().dtype(at::kFloat)));
+    }
+    const auto scalar = at::TensorOptions().dtype(at::kFloat).device(device);
+    g->lr = at::zeros({}, scalar);
+    g->skip = at::ones({}, scalar.dtype(at::kBool));  // the warm-up run changes nothing
+    g->losses = at::zeros({2}, scalar);
+    g->stats = at::zeros({3}, scalar);
+    auto* raw = g.get();
+    g->graph.capture([this, raw] { record_step(*raw); }, 1, device);
+    graph_ = std::move(g);
+  }
+
+  // What the graph holds, as the eager step does it; no value leaves the device.
+  void record_step(StepGraph& g) {
+    at::_foreach_zero_(g.grads);
+    g.losses.zero_();
+    const double scale = 1.0 / static_cast<double>(g.inputs.size());
+    for (const auto& b : g.inputs) {
+      const CausalLMOutput out = forward_batch(model_, b, options_.precision, /*ids_checked=*/true);
+      g.losses.add_(at::stack({out.loss.detach(), out.lm_loss.detach()}).to(at::kFloat), scale);
+      (out.loss * scale).backward();
+    }
+    const auto norm = at::stack(at::_foreach_norm(g.grads, 2)).norm();
+    const auto found_inf = ((norm.isfinite() & g.losses.isfinite().all()).logical_not() | g.skip).to(at::kFloat);
+    if (options_.clip > 0) at::_foreach_mul_(g.grads, ((norm + 1e-6).reciprocal() * options_.clip).clamp_max(1.0));
+    at::_foreach_add_(g.steps, 1.0);
+    at::_fused_adamw_(g.params, g.grads, g.exp_avg, g.exp_avg_sq, {}, g.steps, g.lr, options_.beta1, options_.beta2,
+                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false, {}, found_inf);
+    at::_foreach_sub_(g.steps, std::vector<at::Tensor>(g.steps.size(), found_inf));  // a skipped step is no step
+    g.stats.copy_(at::cat({g.losses, norm.view({1})}));
+  }
+
+  StepStats graph_step(const std::vector<Batch>& batches, StepStats& s) {
+    const auto vocab = config_of(model_).vocab_size;
+    for (const auto& b : batches) check_token_ids(b.input_ids, vocab);  // the graph cannot read them back
+    if (!graph_ || !graph_current()) record_graph(batches);
+    auto& g = *graph_;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const auto& from = batches[i];
+      auto& to = g.inputs[i];
+      to.input_ids.copy_(from.input_ids);
+      for (auto [dst, src] : {std::pair{&to.labels, &from.labels}, {&to.attention_mask, &from.attention_mask},
+                              {&to.position_ids, &from.position_ids}})
+        if (src->defined()) dst->copy_(*src);
+      s.tokens += from.target_tokens();
+    }
+    g.lr.fill_(s.lr);
+    g.skip.fill_(false);
+    g.graph.replay();
+    const at::Tensor stats = g.stats.to(at::kCPU, at::kDouble);
+    const auto* v = stats.data_ptr<double>();
+    s.loss = v[0];
+    s.lm_loss = v[1];
+    s.grad_norm = v[2];
+    const bool applied = std::isfinite(s.loss) && std::isfinite(s.grad_norm);
+    if (applied)
+      for (const auto& p : g.params) adam_state(p).step(adam_state(p).step() + 1);  // as the device counts did
+    return finish_step(s, applied);
+  }
+
+  std::unique_ptr<StepGraph> graph_;
+  bool graph_off_ = false;
+#endif
+
   Model& model_;
   TrainerOptions options_;
   std::vector<at::Tensor> params_;
   torch::optim::AdamW optimizer_;
   int64_t step_ = 0, skipped_steps_ = 0, consecutive_skips_ = 0;
+  bool eager_step_applied_ = false;  // the optimizer state and gradients a recorded step needs exist
 };
 
 }  // namespace minillm::train
