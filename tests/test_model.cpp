@@ -195,6 +195,31 @@ TEST_CASE("model: labels of -100 are ignored") {
   CHECK(out.lm_loss.item<double>() == doctest::Approx(expected).epsilon(1e-5));
 }
 
+TEST_CASE("model: chunked cross entropy equals the plain fp32 one in loss and gradient (fp32 and bf16 logits)") {
+  at::manual_seed(18);
+  auto target = at::randint(0, 37, {23}, at::kLong);
+  target.narrow(0, 3, 4).fill_(kIgnoreIndex);
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const int64_t chunk_values : {int64_t{37 * 5}, int64_t{37 * 23}, int64_t{1} << 25}) {  // 5-row chunks (a partial last one), one, default
+      const std::string dtype_name = c10::toString(dtype);
+      CAPTURE(dtype_name);
+      CAPTURE(chunk_values);
+      const auto base = (at::randn({23, 37}) * 3).to(dtype);
+      const auto a = base.clone().requires_grad_(true), b = base.clone().requires_grad_(true);
+      const auto ours = cross_entropy(a, target, kIgnoreIndex, chunk_values);
+      const auto plain = at::cross_entropy_loss(b.to(at::kFloat), target, {}, at::Reduction::Mean, kIgnoreIndex);
+      CHECK(ours.item<double>() == doctest::Approx(plain.item<double>()).epsilon(1e-6));
+      (ours * 2.5).backward();
+      (plain * 2.5).backward();
+      CHECK((a.grad().scalar_type() == dtype));
+      CHECK(test::max_abs_diff(a.grad().to(at::kFloat), b.grad().to(at::kFloat)) < (dtype == at::kFloat ? 1e-7 : 1e-3));
+      CHECK(a.grad().narrow(0, 3, 4).abs().max().item<double>() == 0.0);  // ignored rows get no gradient
+    }
+  }
+  const auto none = at::full({4}, kIgnoreIndex, at::kLong);
+  CHECK(std::isnan(cross_entropy(at::randn({4, 37}), none, kIgnoreIndex).item<double>()));
+}
+
 TEST_CASE("model: the tiny preset overfits one batch") {
   at::manual_seed(17);
   auto c = presets::tiny::config();

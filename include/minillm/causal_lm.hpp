@@ -8,6 +8,7 @@
 
 #include "minillm/attention/kernels.hpp"
 #include "minillm/block.hpp"
+#include "minillm/core/cross_entropy.hpp"
 #include "minillm/core/layers.hpp"
 #include "minillm/core/threads.hpp"
 
@@ -144,10 +145,9 @@ class CausalLMImpl : public torch::nn::Module {
                                     shape_string(input_ids));
       // Position i predicts labels[i + 1]: shift the labels (the last position gets no target)
       // rather than slicing the logits, whose slice and copy cost more than the loss itself.
-      const auto logits = out.logits.reshape({-1, config_.vocab_size}).to(at::kFloat);
       const auto target = at::cat({opt.labels.narrow(1, 1, t - 1), at::full({b, 1}, kIgnoreIndex, opt.labels.options())}, 1)
                               .reshape({-1});
-      out.lm_loss = at::cross_entropy_loss(logits, target, {}, at::Reduction::Mean, kIgnoreIndex);
+      out.lm_loss = cross_entropy(out.logits.reshape({-1, config_.vocab_size}), target, kIgnoreIndex);
       out.loss = out.aux_loss.defined() ? out.lm_loss + out.aux_loss : out.lm_loss;
     }
     return out;

@@ -11,11 +11,29 @@
 
 namespace minillm {
 
-// Rotary tables for the query positions of one forward: cos and sin of shape (B, T, head_dim).
-// Undefined for architectures without rotary positions.
+// Rotary tables for the query positions of one forward: cos and sin of shape (B, T, head_dim) in
+// fp32. Undefined for architectures without rotary positions.
 struct PositionEncoding {
+  PositionEncoding() = default;
+  PositionEncoding(at::Tensor c, at::Tensor s) : cos(std::move(c)), sin(std::move(s)) {}
+
   at::Tensor cos;
   at::Tensor sin;
+
+  // cos and sin cast to `dtype` and shaped (B, T, 1, D) for the heads, sin with its first half
+  // negated (see RoPEImpl::rotate). Made by the first layer that asks, reused by the others: a
+  // forward would otherwise cast the same tables again in every layer.
+  std::pair<at::Tensor, at::Tensor> for_heads(at::ScalarType dtype) const {
+    if (!head_cos_.defined() || head_cos_.scalar_type() != dtype) {
+      const int64_t half = sin.size(-1) / 2;
+      head_cos_ = cos.to(dtype).unsqueeze(2);
+      head_sin_ = at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, half)}, -1).to(dtype).unsqueeze(2);
+    }
+    return {head_cos_, head_sin_};
+  }
+
+ private:
+  mutable at::Tensor head_cos_, head_sin_;
 };
 
 enum class AttentionKernel {

@@ -28,8 +28,8 @@ inline at::Tensor attention_math(const at::Tensor& q, const at::Tensor& k, const
   auto scores = at::matmul(qg, k.transpose(-2, -1)).view({b, hkv, groups, t, s}) * scale;  // (B, Hkv, g, T, S)
   const auto allowed = mask.defined() ? mask.unsqueeze(2)                   // (B, 1, 1, T, S)
                                       : causal_mask(t, s, q.device());      // (T, S)
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  const auto probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
+  scores = at::where(allowed, scores, -std::numeric_limits<double>::infinity());
+  const auto probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());  // fp32 softmax, as HF's eager path
   return at::matmul(probs.view({b, hkv, groups * t, s}), v).view({b, h, t, d});  // (B, H, T, D)
 }
 
