@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
   double peak_tflops = 989.4;  // H100/H200 SXM dense bf16, the datasheet figure MFU is quoted against
   app.add_option("--preset", preset, "preset name")->capture_default_str();
   app.add_option("--vocab", vocab, "vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph, "CUDA: replay training and decode steps as CUDA graphs")
+  app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
+               "CUDA: replay training and decode steps as CUDA graphs (default: on)")
       ->capture_default_str();
   app.add_flag("--moe", moe, "make the preset a mixture of experts: 4 routed + 1 shared, top-2, same ffn width");
   app.add_option("--device", device_name, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();

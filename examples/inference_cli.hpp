@@ -46,7 +46,8 @@ struct Options {
     app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     app.add_option("--precision", precision, "fp32 or bf16 (autocast)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
-    app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph, "CUDA: decode through a recorded CUDA graph of the step")
+    app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
+                 "CUDA: decode through a recorded CUDA graph of the step (default: on)")
         ->capture_default_str();
   }
 };

@@ -64,7 +64,7 @@ struct Options {
         ->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
     app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
-                 "CUDA: replay the training step as a recorded CUDA graph while batch shapes repeat")
+                 "CUDA: replay the training step as a recorded CUDA graph while batch shapes repeat (default: on)")
         ->capture_default_str();
   }
 
