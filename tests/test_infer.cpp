@@ -107,7 +107,7 @@ TEST_CASE("generation: the fixed-shape decode step (what a CUDA graph replays) e
     real[1].narrow(0, 0, 2).fill_(0);
     auto dynamic = m->make_cache(2, 9);
     minillm::infer::detail::StaticDecodeStep<AnyCausalLM> fixed(*m, 2, 12, Precision::fp32, /*record_graph=*/false);
-    fixed.start(real.to(at::kBool), at::tensor(std::vector<int64_t>{0, 2}).view({2, 1}));
+    fixed.start(real.to(at::kBool));
     m->forward(ids.narrow(1, 0, 5), {.attention_mask = real.narrow(1, 0, 5), .cache = &dynamic});
     m->forward(ids.narrow(1, 0, 5), {.attention_mask = real.narrow(1, 0, 5), .cache = &fixed.cache()});
     for (int64_t t = 5; t < 9; ++t) {

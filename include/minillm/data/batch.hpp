@@ -2,6 +2,7 @@
 // checkpoint needs to resume a source exactly.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -21,9 +22,15 @@ struct Batch {
   at::Tensor attention_mask;  // undefined, (B, T) padding mask, or bool (B, 1, T, T) with causality folded in
   at::Tensor position_ids;    // undefined or (B, T)
 
+  // The four fields, in order, for code that treats them alike (undefined ones included).
+  std::array<at::Tensor*, 4> tensors() { return {&input_ids, &labels, &attention_mask, &position_ids}; }
+  std::array<const at::Tensor*, 4> tensors() const { return {&input_ids, &labels, &attention_mask, &position_ids}; }
+
   Batch to(const at::Device& device) const {
-    auto move = [&](const at::Tensor& t) { return t.defined() ? t.to(device) : t; };
-    return {move(input_ids), move(labels), move(attention_mask), move(position_ids)};
+    Batch out = *this;
+    for (auto* t : out.tensors())
+      if (t->defined()) *t = t->to(device);
+    return out;
   }
   // Tokens the loss is computed on (labels shifted by one, -100 excluded).
   int64_t target_tokens() const {

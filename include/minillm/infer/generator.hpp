@@ -161,9 +161,7 @@ class Generator {
         graph_step_ = std::make_unique<detail::StaticDecodeStep<Model>>(model_, b, bucket, opt.precision, true);
       cache = &graph_step_->cache();
       cache->reset();
-      auto padding = at::zeros({b, 1}, long_cpu);
-      for (int64_t r = 0; r < b; ++r) padding[r][0] = longest - static_cast<int64_t>(prompts[static_cast<size_t>(r)].size());
-      graph_step_->start(mask.to(at::kBool), padding.to(device));
+      graph_step_->start(mask.to(at::kBool));
     } else {
       cache = &own_cache.emplace(make_cache_of(model_, b, capacity));
     }

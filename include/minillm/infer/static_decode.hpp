@@ -31,7 +31,6 @@ class StaticDecodeStep {
       throw std::invalid_argument("a CUDA graph needs a CUDA model and a LibTorch with CUDA graphs (2.4 or newer)");
     ids_ = at::zeros({batch, 1}, longs);
     column_ = at::zeros({1}, longs);
-    padding_ = at::zeros({batch, 1}, longs);
     real_ = at::zeros({batch, capacity}, longs.dtype(at::kBool));
     columns_ = at::arange(capacity, longs);
   }
@@ -46,11 +45,10 @@ class StaticDecodeStep {
   KVCache& cache() { return cache_; }
 
   // For one generation: `real` (B, S <= capacity) marks the columns holding (or going to hold)
-  // tokens of each row, 0 at its left padding; `padding` (B, 1) int64 counts that padding.
-  void start(const at::Tensor& real, const at::Tensor& padding) {
+  // tokens of each row, 0 at its left padding.
+  void start(const at::Tensor& real) {
     real_.zero_();
     real_.narrow(1, 0, real.size(1)).copy_(real);
-    padding_.copy_(padding);
   }
 
   // Logits (B, V) of the next token after `tokens` (B) int64, which are written at cache column
@@ -83,10 +81,11 @@ class StaticDecodeStep {
   void run() {
     AutocastGuard autocast(ids_.device().type(), precision_);
     const int64_t b = ids_.size(0), c = cache_.capacity();
-    const auto allowed = (real_ & columns_.le(column_)).view({b, 1, 1, c});  // causal over the real columns
-    const auto positions = column_.view({1, 1}) - padding_;                   // real tokens before the column
+    const auto visible = real_ & columns_.le(column_);  // (B, C): causal over the real columns
+    // Each row's position counts its real tokens before the column, as CausalLM's default does.
+    const auto positions = visible.sum(1, /*keepdim=*/true) - 1;  // (B, 1)
     logits_ = forward_of(model_, ids_,
-                         {.attention_mask = allowed,
+                         {.attention_mask = visible.view({b, 1, 1, c}),
                           .position_ids = positions,
                           .cache = &cache_,
                           .cache_slots = column_,
@@ -100,7 +99,7 @@ class StaticDecodeStep {
   Precision precision_;
   std::vector<const void*> weights_;
   bool record_graph_;
-  at::Tensor ids_, column_, padding_, real_, columns_, logits_;
+  at::Tensor ids_, column_, real_, columns_, logits_;
 #if MINILLM_CUDA_GRAPHS
   CudaGraph graph_;
 #endif

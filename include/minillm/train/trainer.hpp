@@ -234,6 +234,7 @@ class Trainer {
     std::vector<int64_t> shapes;  // of the micro-batches it was recorded for
     std::vector<Batch> inputs;
     std::vector<at::Tensor> params, grads, exp_avg, exp_avg_sq, steps;
+    std::vector<torch::optim::AdamWParamState*> states;  // whose host step counts follow the device's
     at::Tensor lr, skip, losses, stats;  // stats: loss, lm_loss, gradient norm
     CudaGraph graph;
   };
@@ -241,7 +242,7 @@ class Trainer {
   static std::vector<int64_t> shapes_of(const std::vector<Batch>& batches) {
     std::vector<int64_t> key{static_cast<int64_t>(batches.size())};
     for (const auto& b : batches)
-      for (const auto* t : {&b.input_ids, &b.labels, &b.attention_mask, &b.position_ids}) {
+      for (const auto* t : b.tensors()) {
         key.push_back(t->defined() ? t->dim() : -1);
         if (!t->defined()) continue;
         key.push_back(static_cast<int64_t>(t->scalar_type()));
@@ -268,8 +269,8 @@ class Trainer {
     for (size_t i = 0; i < graph_->params.size(); ++i) {
       const auto& p = graph_->params[i];
       const auto it = optimizer_.state().find(detail::state_key(optimizer_, p));
-      if (!p.grad().defined() || !p.grad().is_same(graph_->grads[i]) || it == optimizer_.state().end() ||
-          !static_cast<torch::optim::AdamWParamState&>(*it->second).exp_avg().is_same(graph_->exp_avg[i]))
+      if (!p.grad().is_same(graph_->grads[i]) || it == optimizer_.state().end() ||
+          it->second.get() != graph_->states[i] || !graph_->states[i]->exp_avg().is_same(graph_->exp_avg[i]))
         return false;
     }
     return true;
@@ -281,7 +282,7 @@ class Trainer {
     g->shapes = shapes_of(batches);
     for (const auto& b : batches) {
       auto copy = b.to(device);
-      for (auto* t : {&copy.input_ids, &copy.labels, &copy.attention_mask, &copy.position_ids})
+      for (auto* t : copy.tensors())
         if (t->defined()) *t = t->clone();
       g->inputs.push_back(copy);
     }
@@ -292,6 +293,7 @@ class Trainer {
       g->grads.push_back(p.grad());
       g->exp_avg.push_back(state.exp_avg());
       g->exp_avg_sq.push_back(state.exp_avg_sq());
+      g->states.push_back(&state);
       g->steps.push_back(at::full({}, static_cast<double>(state.step()), p.options().dtype(at::kFloat)));
     }
     const auto scalar = at::TensorOptions().dtype(at::kFloat).device(device);
@@ -330,13 +332,11 @@ class Trainer {
     if (!graph_ || !graph_current()) record_graph(batches);
     auto& g = *graph_;
     for (size_t i = 0; i < batches.size(); ++i) {
-      const auto& from = batches[i];
-      auto& to = g.inputs[i];
-      to.input_ids.copy_(from.input_ids);
-      for (auto [dst, src] : {std::pair{&to.labels, &from.labels}, {&to.attention_mask, &from.attention_mask},
-                              {&to.position_ids, &from.position_ids}})
-        if (src->defined()) dst->copy_(*src);
-      s.tokens += from.target_tokens();
+      const auto from = batches[i].tensors();
+      const auto to = g.inputs[i].tensors();
+      for (size_t f = 0; f < from.size(); ++f)
+        if (from[f]->defined()) to[f]->copy_(*from[f]);  // the same fields are defined (shapes_of)
+      s.tokens += batches[i].target_tokens();
     }
     g.lr.fill_(s.lr);
     g.skip.fill_(false);
@@ -348,7 +348,7 @@ class Trainer {
     s.grad_norm = v[2];
     const bool applied = std::isfinite(s.loss) && std::isfinite(s.grad_norm);
     if (applied)
-      for (const auto& p : g.params) adam_state(p).step(adam_state(p).step() + 1);  // as the device counts did
+      for (auto* state : g.states) state->step(state->step() + 1);  // as the device counts did
     return finish_step(s, applied);
   }
 
