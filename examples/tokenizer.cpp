@@ -90,7 +90,7 @@ int train(const std::vector<std::string>& inputs, size_t vocab, uint64_t min_fre
   return 0;
 }
 
-int encode(const std::string& path, bool jsonl, unsigned threads, bool stats) {
+int encode(const std::string& path, bool jsonl, unsigned threads, bool stats, bool add_special) {
   const auto tok = tk::BpeTokenizer::from_file(tokenizer_file(path));
   std::string line;
   uint64_t n = 0;
@@ -111,7 +111,7 @@ int encode(const std::string& path, bool jsonl, unsigned threads, bool stats) {
   }
   // Encoding is timed on its own (reading and printing excluded) for --stats.
   const auto t0 = std::chrono::steady_clock::now();
-  const auto all = tok.encode_batch(texts, threads);
+  const auto all = tok.encode_batch(texts, threads, add_special);
   const double secs = seconds_since(t0);
   uint64_t bytes = 0, tokens = 0;
   for (size_t k = 0; k < texts.size(); ++k) {
@@ -131,7 +131,7 @@ int encode(const std::string& path, bool jsonl, unsigned threads, bool stats) {
   return 0;
 }
 
-int decode(const std::string& path, bool skip_special) {
+int decode(const std::string& path, bool skip_special, bool json_out) {
   const auto tok = tk::BpeTokenizer::from_file(tokenizer_file(path));
   std::string line;
   uint64_t n = 0;
@@ -151,7 +151,9 @@ int decode(const std::string& path, bool skip_special) {
         throw std::invalid_argument("stdin line " + std::to_string(n) + ": \"" + word + "\" is not a token id");
       ids.push_back(static_cast<int32_t>(v));
     }
-    std::cout << tok.decode(ids, skip_special) << '\n';
+    const auto text = tok.decode(ids, skip_special);
+    if (json_out) std::cout << nlohmann::json(text).dump() << '\n';
+    else std::cout << text << '\n';
   }
   return 0;
 }
@@ -251,11 +253,15 @@ int main(int argc, char** argv) {
   bool stats = false;
   en->add_option("--threads", threads, "encoding threads (0: all cores)");
   en->add_flag("--stats", stats, "print encoding throughput (MB/s) to stderr");
+  bool add_special = false;
+  en->add_flag("--add-special-tokens", add_special, "add the post-processor's special tokens (BOS/EOS), as HF's add_special_tokens=True");
 
   auto* de = app.add_subcommand("decode", "stdin lines of ids -> text");
   bool skip_special = false;
   de->add_option("--tokenizer", tok_path, "tokenizer.json or a directory holding it")->required()->check(CLI::ExistingPath);
   de->add_flag("--skip-special", skip_special, "leave special tokens out");
+  bool json_out = false;
+  de->add_flag("--json", json_out, "print each text as a JSON string (texts holding newlines stay one line)");
 
   auto* ch = app.add_subcommand("chat", "render a conversation (JSON on stdin) through a chat template");
   bool gen = false, think = false;
@@ -278,8 +284,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*tr) return train(inputs, vocab, min_freq, specials, format, max_mb, threads, output);
-    if (*en) return encode(tok_path, jsonl, threads, stats);
-    if (*de) return decode(tok_path, skip_special);
+    if (*en) return encode(tok_path, jsonl, threads, stats, add_special);
+    if (*de) return decode(tok_path, skip_special, json_out);
     if (*ch) return chat(format, gen, think, chat_tok);
     if (*sh) return shard(tok_path, shard_inputs, shard_out, chunk, threads);
   } catch (const std::exception& e) {

@@ -207,3 +207,173 @@ TEST_CASE("chat: bad messages are rejected with the index named") {
   CHECK(err(R"([{"role":"robot","content":"a"}])") == "message 0 has unknown role \"robot\" (system, user, assistant, tool)");
   CHECK(err(R"([{"role":"user","content":5}])") == "message 0: \"content\" must be a string");
 }
+
+// --- tokenizer.json pipelines as HF tokenizers defines them ---------------------------------
+
+namespace {
+const std::filesystem::path kTokData = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "tokenizer";
+
+// MiniMind's tokenizer.json with a pipeline's parts put in (as scripts/tokenizer/pipeline-fixtures.sh does).
+json with_pipeline(const std::string& name) {
+  auto base = json::parse(std::ifstream(kDir / "tokenizer.json"));
+  const auto spec = json::parse(std::ifstream(kTokData / "pipelines" / (name + ".json")));
+  for (const auto& [key, value] : spec.items()) {
+    if (key == "added_tokens") {
+      for (const auto& t : value) base[key].push_back(t);
+    } else if (key == "model") {
+      base[key].update(value);
+    } else {
+      base[key] = value;
+    }
+  }
+  return base;
+}
+
+// Every line of an expected file (made by HF tokenizers): ids without and with special tokens,
+// decoded text, and decode(encode(x)) == x wherever HF's holds.
+int check_expected(const BpeTokenizer& tok, const std::filesystem::path& expected) {
+  std::ifstream in(expected);
+  REQUIRE(in.good());
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    const auto c = json::parse(line);
+    const auto text = c["text"].get<std::string>();
+    CAPTURE(expected.filename().string());
+    CAPTURE(text);
+    const auto ids = tok.encode(text);
+    CHECK(ids == c["ids"].get<std::vector<int32_t>>());
+    CHECK(tok.encode(text, /*add_special_tokens=*/true) == c["ids_special"].get<std::vector<int32_t>>());
+    CHECK(tok.decode(c["ids"].get<std::vector<int32_t>>()) == c["decoded"].get<std::string>());
+    if (c["decoded"] == text) CHECK(tok.decode(ids) == text);
+    ++n;
+  }
+  return n;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const TokenizerError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST_CASE("tokenizer pipelines: normalizers, pre-tokenizers, post-processors and added-token options give HF's ids") {
+  // Llama-3's and Qwen3's split regexes (hand-written scanners), DeepSeek-V3's three Splits
+  // (Oniguruma), NFC/NFD/NFKC/NFKD, Lowercase, Replace, Strip, Prepend, Digits, every Split
+  // behavior and invert, ByteLevel add_prefix_space, Template/Roberta/Bert processing,
+  // ignore_merges, lstrip/rstrip/single_word/normalized added tokens.
+  for (const char* name : {"llama3", "qwen3", "deepseek_v3", "kin_nfkc", "kin_nfd", "kin_nfkd"}) {
+    CAPTURE(name);
+    const auto tok = BpeTokenizer::from_json(with_pipeline(name));
+    CHECK(check_expected(tok, kTokData / "pipelines" / (std::string(name) + ".expected.jsonl")) == 81);
+    // Saved and loaded again, the pipeline is the same.
+    const auto back = BpeTokenizer::from_json(tok.to_json());
+    CHECK(back.encode("Hello  WORLD 123 naïve [MASK] ﬁ", true) == tok.encode("Hello  WORLD 123 naïve [MASK] ﬁ", true));
+  }
+}
+
+TEST_CASE("tokenizer: real Qwen3, Llama-3 and DeepSeek-V3 tokenizers give HF's ids on the edge cases") {
+  const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / ".." / ".." / ".deps" / "tokenizers";
+  for (const char* name : {"qwen3", "llama3", "deepseek_v3"}) {
+    const auto file = dir / name / "tokenizer.json";
+    if (!std::filesystem::exists(file)) {
+      MESSAGE("skipped " << name << ": " << file.string() << " not fetched (scripts/tokenizer/fetch-real.sh)");
+      continue;
+    }
+    CAPTURE(name);
+    const auto tok = BpeTokenizer::from_file(file);
+    CHECK(check_expected(tok, kTokData / "real" / (std::string(name) + ".expected.jsonl")) == 81);
+  }
+}
+
+TEST_CASE("tokenizer: the hand-written splitters give Oniguruma's matches for their regexes") {
+  using namespace minillm::tokenizer;
+  // Characters where the regexes' classes meet: letters (ASCII, long s, titlecase), numbers of
+  // each kind, whitespace of each kind (CR, LF, NEL, NBSP, ideographic), marks, symbols, emoji.
+  const std::vector<std::string> alphabet = {"a", "Z", "'", "s", "S", "t", "r", "e", "E", "v", "l", "L", "m", "d", "D",
+                                             "\xC5\xBF", "\xC7\x85", " ", " ", "\t", "\n", "\r", "\xC2\x85", "\xC2\xA0",
+                                             "\xE3\x80\x80", "1", "7", "\xD9\xA3", "\xC2\xBD", "\xE2\x85\xAB", "\xE4\xB8\xAD",
+                                             "\xC3\xA9", "\xCC\x81", "!", ".", "_", "\xF0\x9F\x99\x82", "\xE2\x80\xA8"};
+  const std::pair<std::string_view, int> kinds[] = {{patterns::kGpt2, 0}, {patterns::kLlama3, 3}, {patterns::kQwen, 1}};
+  uint64_t state = 12345;
+  auto next = [&] { return (state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 33; };
+  for (const auto& [pattern, digits] : kinds) {
+    const Regex re{std::string(pattern)};
+    for (int n = 0; n < 20000; ++n) {
+      std::string text;
+      for (uint64_t k = next() % 14; k > 0; --k) text += alphabet[next() % alphabet.size()];
+      std::vector<std::string_view> fast;
+      if (digits == 0) split_gpt2(text, fast);
+      else split_llama3(text, fast, digits);
+      std::vector<std::pair<size_t, size_t>> m;
+      re.find_all(text, m);
+      std::vector<std::string_view> slow;
+      for (const auto& [b, e] : m) slow.push_back(std::string_view(text).substr(b, e - b));
+      CAPTURE(text);
+      CAPTURE(pattern);
+      REQUIRE(fast == slow);
+    }
+  }
+}
+
+TEST_CASE("tokenizer: malformed tokenizer.json gives errors naming the file and the field") {
+  const auto good = json::parse(std::ifstream(kDir / "tokenizer.json"));
+  const auto path = std::filesystem::temp_directory_path() / "minillm_bad_tokenizer.json";
+  auto load = [&](const json& j) {
+    std::ofstream(path) << j.dump();
+    return error_of([&] { BpeTokenizer::from_file(path); });
+  };
+  auto mutated = [&](auto f) {
+    json j = good;
+    f(j);
+    return load(j);
+  };
+  const auto prefix = path.string() + ": ";
+  CHECK(mutated([](json& j) { j.erase("model"); }) == prefix + "field \"model\" is missing");
+  CHECK(mutated([](json& j) { j["model"].erase("merges"); }) == prefix + "field \"model.merges\" is missing");
+  CHECK(mutated([](json& j) { j["model"]["vocab"] = json::array(); }) == prefix + "field \"model.vocab\" must be object, got array");
+  CHECK(mutated([](json& j) { j["model"]["vocab"]["a"] = "x"; }) ==
+        prefix + "model.vocab: the id of token \"a\" must be an integer, got \"x\"");
+  CHECK(mutated([](json& j) { j["added_tokens"][0]["id"] = "x"; }) == prefix + "field \"added_tokens[0].id\" must be number, got string");
+  CHECK(mutated([](json& j) { j["model"]["merges"][3] = 5; }) == prefix + "model.merges[3]: 5 is neither [a, b] nor \"a b\"");
+  // Ids index a table: one huge id is refused, not allocated.
+  CHECK(mutated([](json& j) { j["model"]["vocab"]["a"] = 2000000000; }) ==
+        prefix + "model.vocab: id 2000000000 of token \"a\" is out of range (ids must be below 6436, the number of vocabulary "
+                 "entries plus added tokens)");
+  CHECK(mutated([](json& j) { j["added_tokens"][3]["id"] = 2000000000; }).find("added token \"<|object_ref_start|>\": id 2000000000 is out of range") !=
+        std::string::npos);
+  CHECK(mutated([](json& j) { j["model"]["vocab"]["zz-new"] = 7; }).find("share id 7") != std::string::npos);
+  // Duplicate special tokens.
+  CHECK(mutated([](json& j) { j["added_tokens"].push_back({{"id", 6400}, {"content", "<|im_end|>"}, {"special", true}}); }) ==
+        prefix + "added token \"<|im_end|>\" appears twice (ids 2 and 6400)");
+  CHECK(mutated([](json& j) { j["added_tokens"].push_back({{"id", 2}, {"content", "<|other|>"}, {"special", true}}); }) ==
+        prefix + "added tokens \"<|im_end|>\" and \"<|other|>\" share id 2");
+  // Unknown types and rejected regexes.
+  CHECK(mutated([](json& j) { j["normalizer"] = {{"type", "Precompiled"}}; }) ==
+        prefix + "normalizer: normalizer type \"Precompiled\" is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Replace, Prepend, Strip, Sequence)");
+  CHECK(mutated([](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "Foo"}}}}}; })
+            .find("normalizer.normalizers[1]: normalizer type \"Foo\"") != std::string::npos);
+  CHECK(mutated([](json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }) ==
+        prefix + "pre_tokenizer: pre-tokenizer type \"Whitespace\" is not supported (Split, ByteLevel, Digits, Sequence)");
+  const json bad_regex = {{"type", "Sequence"},
+                          {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "(a|b"}}}, {"behavior", "Isolated"}},
+                                             {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  CHECK(mutated([&](json& j) { j["pre_tokenizer"] = bad_regex; }) ==
+        prefix + "pre_tokenizer.pretokenizers[0].pattern: regex \"(a|b\" is rejected: end pattern with unmatched parenthesis");
+  CHECK(mutated([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Isolated"}}; })
+            .find("pre_tokenizer must end with one ByteLevel pre-tokenizer") != std::string::npos);
+  CHECK(mutated([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}}; })
+            .find("pre_tokenizer.behavior must be Removed, Isolated") != std::string::npos);
+  CHECK(mutated([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }).find("decoder must be {\"type\": \"ByteLevel\"}") != std::string::npos);
+  CHECK(mutated([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<s>"}}}}}}}; })
+            .find("post_processor.single[0]: special token \"<s>\" is not in post_processor.special_tokens") != std::string::npos);
+  CHECK(mutated([](json& j) { j["model"]["type"] = "Unigram"; }) == prefix + "model.type must be \"BPE\", got \"Unigram\"");
+  CHECK(load(json::array()) == prefix + "the top level must be a JSON object, got array");
+  std::ofstream(path) << "{\"model\": ";
+  CHECK(error_of([&] { BpeTokenizer::from_file(path); }).rfind(prefix + "not valid JSON: ", 0) == 0);
+  std::filesystem::remove(path);
+}

@@ -1,4 +1,4 @@
-// UTF-8 decoding with validation, and the Unicode classes the GPT-2 split uses.
+// UTF-8 decoding with validation, and the Unicode classes the splitters and added tokens use.
 #pragma once
 
 #include <algorithm>
@@ -93,11 +93,24 @@ inline bool is_number(uint32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
   return in_table(kNumber, cp);
 }
-// Unicode White_Space.
+// Rust regex's \w (added tokens' single_word).
+inline bool is_word(uint32_t cp) {
+  if (cp < 0x80) return ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') || (cp >= '0' && cp <= '9') || cp == '_';
+  return in_table(kWord, cp);
+}
+// Unicode White_Space (Rust's char::is_whitespace, Oniguruma's \s).
 inline bool is_whitespace(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
          cp == 0x3000;
+}
+
+// The code point at s[i] (valid UTF-8 assumed) and its length.
+inline uint32_t decode_at(std::string_view s, size_t i, size_t& len) {
+  uint32_t cp = 0;
+  len = sequence_length(s, i, &cp);
+  if (len == 0) len = 1, cp = static_cast<uint8_t>(s[i]);
+  return cp;
 }
 
 }  // namespace unicode
