@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors header parser with libFuzzer + AddressSanitizer + UBSan.
-#   scripts/fuzz.sh [seconds=600]
-# Seeds: the checkpoints under tests/data. Prints the run time, executions and corpus size.
+# Fuzzes with libFuzzer + AddressSanitizer + UBSan:
+#   scripts/fuzz.sh [seconds=600]              the safetensors header parser
+#   scripts/fuzz.sh [seconds=600] tokenizer    tokenizer.json loading + encode/decode
+# Seeds: small valid inputs. Prints the run time, executions and corpus size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
 if ! command -v clang++-14 >/dev/null || [ ! -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ]; then
   echo "fuzz: installing clang-14 and libclang-rt-14-dev"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev
+fi
+if [ "${2:-}" = tokenizer ]; then
+  exec scripts/fuzz/tokenizer.sh "$seconds"
 fi
 out=build-fuzz
 mkdir -p "$out/corpus" "$out/seeds"

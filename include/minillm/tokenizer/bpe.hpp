@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <bit>
 #include <queue>
 #include <set>
 #include <shared_mutex>
@@ -299,7 +300,11 @@ class BpeTokenizer {
   }
 
  private:
-  using WordCache = std::unordered_map<std::string, std::vector<int32_t>>;
+  struct StringHash {  // lookups by string_view, without building a std::string
+    using is_transparent = void;
+    size_t operator()(std::string_view v) const { return std::hash<std::string_view>()(v); }
+  };
+  using WordCache = std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
   struct Scratch {
     PreTokenizer::Scratch pre;
     std::vector<std::string_view> words;
@@ -461,14 +466,46 @@ class BpeTokenizer {
     if (start_offset < text.size()) rest(text.substr(start_offset));
   }
 
-  struct PairHash {
-    size_t operator()(const std::pair<int32_t, int32_t>& p) const {
-      return std::hash<uint64_t>()((static_cast<uint64_t>(static_cast<uint32_t>(p.first)) << 32) |
-                                   static_cast<uint32_t>(p.second));
-    }
-  };
   struct MergeInfo {
     int32_t rank, result;
+  };
+  // (left id, right id) -> merge: open addressing in one array, probed linearly (a node-based map
+  // costs a cache miss per lookup, and BPE looks up every adjacent pair).
+  class MergeTable {
+   public:
+    void build(size_t n) {
+      size_t cap = 16;
+      while (cap < 2 * n) cap *= 2;
+      shift_ = 64 - static_cast<int>(std::countr_zero(cap));
+      slots_.assign(cap, {kEmpty, {}});
+    }
+    void insert(int32_t a, int32_t b, MergeInfo m) {  // the first insert of a pair wins
+      const uint64_t k = key(a, b);
+      for (size_t i = slot(k);; i = (i + 1) & (slots_.size() - 1)) {
+        if (slots_[i].first == k) return;
+        if (slots_[i].first == kEmpty) {
+          slots_[i] = {k, m};
+          return;
+        }
+      }
+    }
+    const MergeInfo* find(int32_t a, int32_t b) const {
+      if (slots_.empty()) return nullptr;
+      const uint64_t k = key(a, b);
+      for (size_t i = slot(k);; i = (i + 1) & (slots_.size() - 1)) {
+        if (slots_[i].first == k) return &slots_[i].second;
+        if (slots_[i].first == kEmpty) return nullptr;
+      }
+    }
+
+   private:
+    static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are non-negative: no pair has this key
+    static uint64_t key(int32_t a, int32_t b) {
+      return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+    }
+    size_t slot(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ULL) >> shift_); }
+    std::vector<std::pair<uint64_t, MergeInfo>> slots_;
+    int shift_ = 60;
   };
 
   void index() {
@@ -510,13 +547,13 @@ class BpeTokenizer {
       const auto it = vocab_.find(sym);
       byte_id_[static_cast<size_t>(b)] = it == vocab_.end() ? -1 : it->second;
     }
-    merge_rank_.clear();
+    merge_rank_.build(merges_.size());
     for (size_t r = 0; r < merges_.size(); ++r) {
       const auto& [a, b] = merges_[r];
       const auto ia = vocab_.find(a), ib = vocab_.find(b), ic = vocab_.find(a + b);
       if (ia == vocab_.end() || ib == vocab_.end() || ic == vocab_.end())
         throw TokenizerError("model.merges[" + std::to_string(r) + "] (\"" + a + "\", \"" + b + "\") uses a token not in the vocabulary");
-      merge_rank_.try_emplace({ia->second, ib->second}, MergeInfo{static_cast<int32_t>(r), ic->second});
+      merge_rank_.insert(ia->second, ib->second, MergeInfo{static_cast<int32_t>(r), ic->second});
     }
     // ignore_merges looks words up whole; words are raw bytes here, so key the vocabulary by bytes.
     raw_vocab_.clear();
@@ -588,50 +625,64 @@ class BpeTokenizer {
   // (leftmost first) until no merge applies. Results are cached per word. With ignore_merges a
   // word that is a vocabulary entry is that entry.
   void encode_word(std::string_view word, std::vector<int32_t>& ids, WordCache* local) const {
-    if (pipeline_.ignore_merges) {
-      if (const auto it = raw_vocab_.find(std::string(word)); it != raw_vocab_.end()) {
-        ids.push_back(it->second);
-        return;
-      }
-    }
-    const std::string key(word);
     if (local != nullptr) {
-      if (const auto it = local->find(key); it != local->end()) {
+      if (const auto it = local->find(word); it != local->end()) {
         ids.insert(ids.end(), it->second.begin(), it->second.end());
         return;
       }
     } else {
       std::shared_lock lock(cache_->mutex);
-      if (const auto it = cache_->words.find(key); it != cache_->words.end()) {
+      if (const auto it = cache_->words.find(word); it != cache_->words.end()) {
         ids.insert(ids.end(), it->second.begin(), it->second.end());
         return;
       }
     }
-    std::vector<int32_t> sym;
-    sym.reserve(word.size());
-    for (unsigned char b : word) {
-      if (byte_id_[b] < 0)
-        throw TokenizerError("the vocabulary has no token for byte 0x" + std::to_string(b) + " (not a byte-level BPE vocabulary?)");
-      sym.push_back(byte_id_[b]);
+    if (pipeline_.ignore_merges) {  // checked after the cache: a cached word gave the same answer
+      if (const auto it = raw_vocab_.find(word); it != raw_vocab_.end()) {
+        ids.push_back(it->second);
+        remember(word, {it->second}, local);
+        return;
+      }
     }
-    // Linked list over symbols plus a heap of candidate merges (rank, position).
-    const size_t n = sym.size();
-    std::vector<int> prev(n), next(n);
-    for (size_t i = 0; i < n; ++i) prev[i] = static_cast<int>(i) - 1, next[i] = i + 1 < n ? static_cast<int>(i + 1) : -1;
-    using Cand = std::tuple<int32_t, int, int32_t, int32_t>;  // rank, left position, left id, right id
-    std::priority_queue<Cand, std::vector<Cand>, std::greater<>> heap;
+    // Buffers reused across words (per thread): most words are short, allocation would dominate.
+    thread_local std::vector<int32_t> sym;
+    thread_local std::vector<int> prev, next;
+    using Cand = std::tuple<int32_t, int, int32_t, int32_t>;  // rank, left position, left id, merged id
+    thread_local std::vector<Cand> heap;
+    const size_t n = word.size();
+    sym.resize(n);
+    prev.resize(n);
+    next.resize(n);
+    heap.clear();
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t id = byte_id_[static_cast<uint8_t>(word[i])];
+      if (id < 0)
+        throw TokenizerError("the vocabulary has no token for byte 0x" + std::to_string(static_cast<uint8_t>(word[i])) +
+                             " (not a byte-level BPE vocabulary?)");
+      sym[i] = id;
+      prev[i] = static_cast<int>(i) - 1;
+      next[i] = i + 1 < n ? static_cast<int>(i + 1) : -1;
+    }
+    // Linked list over symbols plus a min-heap of candidate merges (rank, then leftmost).
+    const auto later = std::greater<>();
     auto push = [&](int left) {
       if (left < 0 || next[left] < 0) return;
-      const auto it = merge_rank_.find({sym[left], sym[next[left]]});
-      if (it != merge_rank_.end()) heap.emplace(it->second.rank, left, sym[left], sym[next[left]]);
+      if (const auto* m = merge_rank_.find(sym[left], sym[next[left]])) {
+        heap.emplace_back(m->rank, left, sym[left], m->result);
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
     };
     for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int>(i));
     while (!heap.empty()) {
-      const auto [rank, left, a, b] = heap.top();
-      heap.pop();
+      std::pop_heap(heap.begin(), heap.end(), later);
+      const auto [rank, left, a, merged] = heap.back();
+      heap.pop_back();
       const int right = next[left];
-      if (sym[left] != a || right < 0 || sym[right] != b) continue;  // stale
-      sym[left] = merge_rank_.at({a, b}).result;
+      // Stale unless the pair at `left` is still the one pushed (same left, same merge result).
+      if (sym[left] != a || right < 0) continue;
+      const auto* m = merge_rank_.find(a, sym[right]);
+      if (m == nullptr || m->rank != rank || m->result != merged) continue;
+      sym[left] = merged;
       sym[right] = -1;
       next[left] = next[right];
       if (next[right] >= 0) prev[next[right]] = left;
@@ -641,12 +692,16 @@ class BpeTokenizer {
     std::vector<int32_t> result;
     for (int i = 0; i >= 0; i = next[i]) result.push_back(sym[i]);
     ids.insert(ids.end(), result.begin(), result.end());
+    remember(word, std::move(result), local);
+  }
+
+  void remember(std::string_view word, std::vector<int32_t> result, WordCache* local) const {
     if (word.size() > 64) return;  // long words rarely repeat
     if (local != nullptr) {
-      if (local->size() < 200'000) local->emplace(key, std::move(result));
+      if (local->size() < 200'000) local->emplace(word, std::move(result));
     } else {
       std::unique_lock lock(cache_->mutex);
-      if (cache_->words.size() < 200'000) cache_->words.emplace(key, std::move(result));
+      if (cache_->words.size() < 200'000) cache_->words.emplace(word, std::move(result));
     }
   }
 
@@ -656,8 +711,8 @@ class BpeTokenizer {
   Pipeline pipeline_;
   std::vector<const std::string*> id_to_token_;
   std::array<int32_t, 256> byte_id_{};
-  std::unordered_map<std::pair<int32_t, int32_t>, MergeInfo, PairHash> merge_rank_;
-  std::unordered_map<std::string, int32_t> raw_vocab_;  // raw bytes -> id (ignore_merges)
+  MergeTable merge_rank_;
+  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> raw_vocab_;  // raw bytes -> id (ignore_merges)
   AddedMatcher raw_added_, normalized_added_;
   std::vector<AddedToken> normalized_content_;  // normalized tokens with normalized content (reserved: stable)
   std::unordered_map<int32_t, const AddedToken*> added_by_id_;
