@@ -28,6 +28,7 @@ class MinillmConan(ConanFile):
     def requirements(self):
         self.requires("libtorch/2.9.1")
         self.requires("nlohmann_json/3.11.3")
+        self.requires("oniguruma/6.9.8")
 
     def layout(self):
         cmake_layout(self)
@@ -48,4 +49,4 @@ class MinillmConan(ConanFile):
         self.cpp_info.set_property("cmake_target_name", "minillm::minillm")
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        self.cpp_info.requires = ["libtorch::libtorch", "nlohmann_json::nlohmann_json"]
+        self.cpp_info.requires = ["libtorch::libtorch", "nlohmann_json::nlohmann_json", "oniguruma::onig"]

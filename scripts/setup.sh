@@ -8,6 +8,7 @@ packages=(
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's fp32 matmuls use the reference BLAS (~25x slower)
   nlohmann-json3-dev doctest-dev libbenchmark-dev libcli11-dev libcpp-httplib-dev
+  libonig-dev             # Oniguruma: tokenizer.json regexes, the engine HF tokenizers uses
   curl                    # the server test
   gnuplot-nox             # loss-curve PNGs (scripts/plot-loss.sh)
 )
