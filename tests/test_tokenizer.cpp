@@ -372,6 +372,13 @@ TEST_CASE("tokenizer: malformed tokenizer.json gives errors naming the file and 
   CHECK(mutated([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<s>"}}}}}}}; })
             .find("post_processor.single[0]: special token \"<s>\" is not in post_processor.special_tokens") != std::string::npos);
   CHECK(mutated([](json& j) { j["model"]["type"] = "Unigram"; }) == prefix + "model.type must be \"BPE\", got \"Unigram\"");
+  // A normalizer that multiplies the text is stopped, not followed into gigabytes.
+  json grow = good;
+  grow["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array()}};
+  for (int i = 0; i < 12; ++i)
+    grow["normalizer"]["normalizers"].push_back({{"type", "Replace"}, {"pattern", {{"Regex", ""}}}, {"content", "xxxx"}});
+  const auto grower = BpeTokenizer::from_json(grow);
+  CHECK(error_of([&] { grower.encode("some text"); }).find("grew a 9-byte text to") != std::string::npos);
   CHECK(load(json::array()) == prefix + "the top level must be a JSON object, got array");
   std::ofstream(path) << "{\"model\": ";
   CHECK(error_of([&] { BpeTokenizer::from_file(path); }).rfind(prefix + "not valid JSON: ", 0) == 0);

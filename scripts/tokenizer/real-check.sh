@@ -4,7 +4,8 @@
 # special tokens on the edge cases), identical decoded text, and decode(encode(x)) == x wherever HF's holds — on
 # tests/data/tokenizer/edge_cases.jsonl and on the first MB megabytes of the default corpus.
 #   scripts/tokenizer/real-check.sh <minillm-tokenizer> [MB=1] [--bench]
-# --bench: also encoding throughput on one thread, ours and HF's, in the same run.
+# --bench: also encoding throughput on one thread, ours and HF's, in the same run (and for the
+# GPT-2 pattern on MiniMind's tokenizer.json).
 # Exit status 77 (a skip for ctest) when npm's registry is unreachable.
 set -euo pipefail
 tool=$(realpath "$1")
@@ -35,4 +36,9 @@ for name in qwen3 llama3 deepseek_v3; do
     TOKENIZERS_PARALLELISM=false node scripts/tokenizer/hf_check.mjs bench "$tok" "$work/corpus.jsonl"
   fi
 done
+if [ "$bench" = --bench ]; then  # the GPT-2 pattern: MiniMind's tokenizer.json (ByteLevel with use_regex)
+  tok=tests/data/tokenizer/minimind/tokenizer.json
+  "$tool" encode --tokenizer "$tok" --jsonl --stats --threads 1 < "$work/corpus.jsonl" 2>&1 >/dev/null | sed "s/^/minillm (gpt2 pattern, minimind): /"
+  TOKENIZERS_PARALLELISM=false node scripts/tokenizer/hf_check.mjs bench "$tok" "$work/corpus.jsonl"
+fi
 exit $status

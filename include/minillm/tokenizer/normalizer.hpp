@@ -168,13 +168,18 @@ class Normalizer {
 
   bool empty() const { return steps_.empty(); }
 
-  // Returns false (out untouched) when no step changes the text.
+  // Returns false (out untouched) when no step changes the text. Replace/Prepend steps chained
+  // could grow a text without bound: past 64x (+64 KiB) it is an error, not an allocation.
   bool apply(std::string_view text, std::string& out) const {
     bool changed = false;
     std::string tmp;
-    for (const auto& step : steps_) {
+    const size_t limit = 64 * text.size() + 65536;
+    for (size_t i = 0; i < steps_.size(); ++i) {
       const std::string_view cur = changed ? std::string_view(out) : text;
-      if (step.run(cur, tmp)) {
+      if (steps_[i].run(cur, tmp)) {
+        if (tmp.size() > limit)
+          throw TokenizerError("normalizer step " + std::to_string(i) + " grew a " + std::to_string(text.size()) +
+                               "-byte text to " + std::to_string(tmp.size()) + " bytes");
         out.swap(tmp);
         changed = true;
       }
@@ -215,6 +220,7 @@ class Normalizer {
             out.append(text.substr(prev, b - prev));
             out += content;
             prev = e;
+            if (out.size() > 64 * text.size() + 65536) break;  // apply() reports the growth
           }
           out.append(text.substr(prev));
           return true;
