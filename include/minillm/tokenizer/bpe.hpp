@@ -469,42 +469,59 @@ class BpeTokenizer {
   struct MergeInfo {
     int32_t rank, result;
   };
-  // (left id, right id) -> merge: open addressing in one array, probed linearly (a node-based map
-  // costs a cache miss per lookup, and BPE looks up every adjacent pair).
+  // (left id, right id) -> merge: open addressing over 8-byte slots (left:20 | right:20 | rank:24
+  // bits), the merged ids in an array by rank. BPE looks up every adjacent pair, and on a large
+  // vocabulary each lookup is a cache miss: a node-based map costs several, a compact table one.
   class MergeTable {
    public:
+    static constexpr int32_t kMaxId = (1 << 20) - 1;
+    static constexpr size_t kMaxMerges = (size_t{1} << 24) - 1;
+
     void build(size_t n) {
+      if (n > kMaxMerges) throw TokenizerError("model.merges: more than " + std::to_string(kMaxMerges) + " merges");
       size_t cap = 16;
-      while (cap < 2 * n) cap *= 2;
+      while (cap < n + n / 2) cap *= 2;
       shift_ = 64 - static_cast<int>(std::countr_zero(cap));
-      slots_.assign(cap, {kEmpty, {}});
+      slots_.assign(cap, kEmpty);
+      results_.assign(n, 0);
     }
     void insert(int32_t a, int32_t b, MergeInfo m) {  // the first insert of a pair wins
+      if (a > kMaxId || b > kMaxId)
+        throw TokenizerError("model.merges: token id " + std::to_string(std::max(a, b)) + " in a merge is above " +
+                             std::to_string(kMaxId) + " (the largest the merge table holds)");
       const uint64_t k = key(a, b);
       for (size_t i = slot(k);; i = (i + 1) & (slots_.size() - 1)) {
-        if (slots_[i].first == k) return;
-        if (slots_[i].first == kEmpty) {
-          slots_[i] = {k, m};
+        if (slots_[i] != kEmpty && (slots_[i] >> 24) == k) return;
+        if (slots_[i] == kEmpty) {
+          slots_[i] = (k << 24) | static_cast<uint64_t>(m.rank);
+          results_[static_cast<size_t>(m.rank)] = m.result;
           return;
         }
       }
     }
-    const MergeInfo* find(int32_t a, int32_t b) const {
-      if (slots_.empty()) return nullptr;
+    // Starts loading the pair's slot: a word's first pairs are independent, their misses overlap.
+    void prefetch(int32_t a, int32_t b) const {
+      if (!slots_.empty() && a <= kMaxId && b <= kMaxId) __builtin_prefetch(&slots_[slot(key(a, b))]);
+    }
+    std::optional<MergeInfo> find(int32_t a, int32_t b) const {
+      if (slots_.empty() || a > kMaxId || b > kMaxId) return std::nullopt;
       const uint64_t k = key(a, b);
       for (size_t i = slot(k);; i = (i + 1) & (slots_.size() - 1)) {
-        if (slots_[i].first == k) return &slots_[i].second;
-        if (slots_[i].first == kEmpty) return nullptr;
+        const uint64_t v = slots_[i];
+        if (v == kEmpty) return std::nullopt;
+        if ((v >> 24) == k) {
+          const auto rank = static_cast<int32_t>(v & kMaxMerges);
+          return MergeInfo{rank, results_[static_cast<size_t>(rank)]};
+        }
       }
     }
 
    private:
-    static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are non-negative: no pair has this key
-    static uint64_t key(int32_t a, int32_t b) {
-      return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-    }
+    static constexpr uint64_t kEmpty = ~uint64_t{0};  // would need ids 2^20-1 and rank 2^24-1
+    static uint64_t key(int32_t a, int32_t b) { return (static_cast<uint64_t>(a) << 20) | static_cast<uint64_t>(b); }
     size_t slot(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ULL) >> shift_); }
-    std::vector<std::pair<uint64_t, MergeInfo>> slots_;
+    std::vector<uint64_t> slots_;
+    std::vector<int32_t> results_;
     int shift_ = 60;
   };
 
@@ -625,6 +642,12 @@ class BpeTokenizer {
   // (leftmost first) until no merge applies. Results are cached per word. With ignore_merges a
   // word that is a vocabulary entry is that entry.
   void encode_word(std::string_view word, std::vector<int32_t>& ids, WordCache* local) const {
+    if (pipeline_.ignore_merges) {
+      if (const auto it = raw_vocab_.find(word); it != raw_vocab_.end()) {
+        ids.push_back(it->second);
+        return;
+      }
+    }
     if (local != nullptr) {
       if (const auto it = local->find(word); it != local->end()) {
         ids.insert(ids.end(), it->second.begin(), it->second.end());
@@ -637,17 +660,10 @@ class BpeTokenizer {
         return;
       }
     }
-    if (pipeline_.ignore_merges) {  // checked after the cache: a cached word gave the same answer
-      if (const auto it = raw_vocab_.find(word); it != raw_vocab_.end()) {
-        ids.push_back(it->second);
-        remember(word, {it->second}, local);
-        return;
-      }
-    }
     // Buffers reused across words (per thread): most words are short, allocation would dominate.
     thread_local std::vector<int32_t> sym;
     thread_local std::vector<int> prev, next;
-    using Cand = std::tuple<int32_t, int, int32_t, int32_t>;  // rank, left position, left id, merged id
+    using Cand = std::tuple<int32_t, int, int32_t, int32_t, int32_t>;  // rank, left position, left id, right id, merged id
     thread_local std::vector<Cand> heap;
     const size_t n = word.size();
     sym.resize(n);
@@ -667,21 +683,19 @@ class BpeTokenizer {
     const auto later = std::greater<>();
     auto push = [&](int left) {
       if (left < 0 || next[left] < 0) return;
-      if (const auto* m = merge_rank_.find(sym[left], sym[next[left]])) {
-        heap.emplace_back(m->rank, left, sym[left], m->result);
+      if (const auto m = merge_rank_.find(sym[left], sym[next[left]])) {
+        heap.emplace_back(m->rank, left, sym[left], sym[next[left]], m->result);
         std::push_heap(heap.begin(), heap.end(), later);
       }
     };
+    for (size_t i = 0; i + 1 < n; ++i) merge_rank_.prefetch(sym[i], sym[i + 1]);
     for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int>(i));
     while (!heap.empty()) {
       std::pop_heap(heap.begin(), heap.end(), later);
-      const auto [rank, left, a, merged] = heap.back();
+      const auto [rank, left, a, b, merged] = heap.back();
       heap.pop_back();
       const int right = next[left];
-      // Stale unless the pair at `left` is still the one pushed (same left, same merge result).
-      if (sym[left] != a || right < 0) continue;
-      const auto* m = merge_rank_.find(a, sym[right]);
-      if (m == nullptr || m->rank != rank || m->result != merged) continue;
+      if (sym[left] != a || right < 0 || sym[right] != b) continue;  // stale
       sym[left] = merged;
       sym[right] = -1;
       next[left] = next[right];
@@ -696,7 +710,7 @@ class BpeTokenizer {
   }
 
   void remember(std::string_view word, std::vector<int32_t> result, WordCache* local) const {
-    if (word.size() > 64) return;  // long words rarely repeat
+    if (word.size() > 15) return;  // long words rarely repeat (15: the key fits std::string inline)
     if (local != nullptr) {
       if (local->size() < 200'000) local->emplace(word, std::move(result));
     } else {
