@@ -369,6 +369,11 @@ TEST_CASE("tokenizer: malformed tokenizer.json gives errors naming the file and 
   CHECK(mutated([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}}; })
             .find("pre_tokenizer.behavior must be Removed, Isolated") != std::string::npos);
   CHECK(mutated([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }).find("decoder must be {\"type\": \"ByteLevel\"}") != std::string::npos);
+  CHECK(mutated([](json& j) { j["decoder"] = {{"type", 5}}; }).find("decoder must be {\"type\": \"ByteLevel\"}") != std::string::npos);
+  CHECK(mutated([](json& j) { j["normalizer"] = {{"type", "Strip"}, {"strip_left", 1}}; }) ==
+        prefix + "normalizer.strip_left must be true or false, got 1");
+  CHECK(mutated([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"Sequence", 3}}}}}; })
+            .find("post_processor.single[0]: a single-sequence template holds sequence A once") != std::string::npos);
   CHECK(mutated([](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<s>"}}}}}}}; })
             .find("post_processor.single[0]: special token \"<s>\" is not in post_processor.special_tokens") != std::string::npos);
   CHECK(mutated([](json& j) { j["model"]["type"] = "Unigram"; }) == prefix + "model.type must be \"BPE\", got \"Unigram\"");

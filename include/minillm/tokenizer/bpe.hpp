@@ -318,8 +318,9 @@ class BpeTokenizer {
   };
 
   static void check_decoder(const nlohmann::json& d, const std::string& where) {
-    if (d.is_object() && d.value("type", "") == "ByteLevel") return;
-    if (d.is_object() && d.value("type", "") == "Sequence" && d.contains("decoders") && d["decoders"].is_array()) {
+    const auto type = d.is_object() && d.contains("type") ? d["type"] : nlohmann::json();
+    if (type == "ByteLevel") return;
+    if (type == "Sequence" && d.contains("decoders") && d["decoders"].is_array()) {
       for (size_t i = 0; i < d["decoders"].size(); ++i)
         check_decoder(d["decoders"][i], where + ".decoders[" + std::to_string(i) + "]");
       return;
@@ -365,7 +366,7 @@ class BpeTokenizer {
         const auto& item = single[i];
         const auto item_where = where + ".single[" + std::to_string(i) + "]";
         if (item.contains("Sequence")) {
-          if (at != SIZE_MAX || item["Sequence"].value("id", "") != "A")
+          if (at != SIZE_MAX || !item["Sequence"].is_object() || item["Sequence"].value("id", nlohmann::json()) != "A")
             throw TokenizerError(item_where + ": a single-sequence template holds sequence A once");
           at = runs.size();
         } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id") && item["SpecialToken"]["id"].is_string()) {

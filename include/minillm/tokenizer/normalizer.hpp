@@ -252,6 +252,11 @@ class Normalizer {
     if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
       throw TokenizerError(where + " must be an object with a \"type\" string, got " + j.dump().substr(0, 200));
     const auto type = j["type"].get<std::string>();
+    auto flag = [&](const char* key) {
+      if (!j.contains(key)) return false;
+      if (!j[key].is_boolean()) throw TokenizerError(where + "." + key + " must be true or false, got " + j[key].dump());
+      return j[key].get<bool>();
+    };
     auto str = [&](const char* key) {
       if (!j.contains(key) || !j[key].is_string()) throw TokenizerError(where + "." + key + " must be a string");
       return j[key].get<std::string>();
@@ -279,8 +284,8 @@ class Normalizer {
       steps_.push_back(std::move(s));
     } else if (type == "Strip") {
       Step s{Step::strip};
-      s.left = j.value("strip_left", false);
-      s.right = j.value("strip_right", false);
+      s.left = flag("strip_left");
+      s.right = flag("strip_right");
       steps_.push_back(std::move(s));
     } else {
       throw TokenizerError(where + ": normalizer type \"" + type +
