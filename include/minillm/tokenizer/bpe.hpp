@@ -10,9 +10,10 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <algorithm>
 #include <bit>
-#include <queue>
-#include <set>
+#include <functional>
+#include <tuple>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
