@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Renders tests/data/chat/jinja_conversations.json through the chat templates of Qwen3, Llama-3,
-# DeepSeek-V3 and MiniMind with Jinja2 itself (Debian's python3-jinja2, configured as transformers
-# does) and compares with tests/data/chat/jinja_expected.json, which the C++ engine's test checks
-# against. --update rewrites that file.
+# DeepSeek-V3 and MiniMind, and the feature cases of tests/data/chat/jinja_features.json, with
+# Jinja2 itself (Debian's python3-jinja2, configured as transformers does) and compares with
+# tests/data/chat/jinja_expected.json and jinja_features_expected.json, which the C++ engine's tests
+# check against. --update rewrites those files.
 #   scripts/chat-template-check.sh [--update]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,18 @@ out=$(mktemp)
   "deepseek_v3=$dir/deepseek_v3/tokenizer_config.json" "minimind=tests/data/tokenizer/minimind/tokenizer_config.json" > "$out"
 echo "chat-template-check: $(grep -c '"template"' "$out") renderings by Jinja2 $(/usr/bin/python3 -c 'import jinja2; print(jinja2.__version__)')," \
      "$(grep -c '"error"' "$out") of them refused by the template"
+features=$(mktemp)
+/usr/bin/python3 scripts/chat/jinja_reference.py --features tests/data/chat/jinja_features.json > "$features"
+if [ "${1:-}" = "--update" ]; then
+  mv "$features" tests/data/chat/jinja_features_expected.json
+  echo "chat-template-check: wrote tests/data/chat/jinja_features_expected.json"
+elif cmp -s "$features" tests/data/chat/jinja_features_expected.json; then
+  echo "chat-template-check: Jinja2 renders the feature cases exactly as tests/data/chat/jinja_features_expected.json"
+  rm -f "$features"
+else
+  echo "chat-template-check: Jinja2's feature renderings differ from tests/data/chat/jinja_features_expected.json ($features)" >&2
+  exit 1
+fi
 if [ "${1:-}" = "--update" ]; then
   mv "$out" tests/data/chat/jinja_expected.json
   echo "chat-template-check: wrote tests/data/chat/jinja_expected.json"

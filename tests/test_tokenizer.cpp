@@ -212,6 +212,24 @@ TEST_CASE("chat template: the real templates of Qwen3, Llama-3, DeepSeek-V3 and 
   }
 }
 
+TEST_CASE("chat template: each Jinja feature renders as Jinja2 renders it") {
+  const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "chat";
+  std::map<std::string, std::string> sources;
+  for (const auto& c : nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_features.json")))
+    sources[c["name"].get<std::string>()] = c["template"].get<std::string>();
+  const auto expected = nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_features_expected.json"));
+  int checked = 0;
+  for (const auto& r : expected["results"]) {
+    const auto name = r["name"].get<std::string>();
+    CAPTURE(name);
+    const minillm::jinja::Template t(sources.at(name), name);
+    if (r.contains("error")) CHECK_THROWS_AS(t.render(expected["variables"]), minillm::jinja::TemplateError);
+    else CHECK(t.render(expected["variables"]) == r["text"].get<std::string>());
+    ++checked;
+  }
+  CHECK(checked == static_cast<int>(sources.size()));
+}
+
 namespace {
 std::string template_error(std::string_view source, const minillm::jinja::json& vars = {{"messages", minillm::jinja::json::array()}}) {
   try {
@@ -251,12 +269,14 @@ TEST_CASE("chat template: a malformed template is an error naming the file, line
 
 TEST_CASE("chat template: loops that never end and output that explodes are stopped") {
   CHECK(template_error("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}") ==
-        "t.jinja:1:29: stopped after 100000 steps (a loop that does not end?)");
+        "t.jinja:1:30: stopped after 100000 steps (a loop that does not end?)");
   CHECK(template_error("{{ 'x' * 100000000000 }}") == "t.jinja:1:8: string larger than 1048576 bytes");
   CHECK(template_error("{% set ns = namespace(s='ab') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}") ==
         "t.jinja:1:76: string larger than 1048576 bytes");
   CHECK(template_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").find("macro calls nested deeper than 64") != std::string::npos);
   CHECK(template_error("{{ range(10000000000) }}").find("range() of more than") != std::string::npos);
+  CHECK(template_error("{% set ns = namespace(x=1) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}{% endfor %}") ==
+        "t.jinja:1:72: values nested deeper than 200");
   CHECK(template_error("{% for i in range(20000) %}{{ 'y' * 100 }}{% endfor %}") == "t.jinja:1:35: output larger than 1048576 bytes");
 }
 

@@ -5,9 +5,12 @@ loopcontrols, tojson = json.dumps(ensure_ascii=False), raise_exception, strftime
 tokens of tokenizer_config.json as variables).
 
   jinja_reference.py CONVERSATIONS.json NAME=tokenizer_config.json... > expected.json
+  jinja_reference.py --features FEATURES.json > expected.json
 
 Output: {"jinja2": version, "results": [{"template", "conversation", "add_generation_prompt",
-"text" | "error"}]}; "error" is the exception's class when Jinja2 refuses the conversation."""
+"text" | "error"}]}; "error" is the exception's class when Jinja2 refuses the conversation.
+With --features: each {"name", "template"} of FEATURES.json rendered over FEATURE_VARIABLES,
+{"jinja2", "variables", "results": [{"name", "text" | "error"}]}."""
 import json
 import sys
 from datetime import datetime
@@ -53,7 +56,34 @@ def special_tokens(config):
     return out
 
 
+# The variables of the feature cases: a conversation with a tool, special tokens, and x = 1.
+FEATURE_VARIABLES = {
+    "bos_token": "<s>", "eos_token": "</s>", "add_generation_prompt": True, "x": 1,
+    "messages": [{"role": "user", "content": "Hi ☃"}, {"role": "assistant", "content": "Hello", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, {"role": "user", "content": "Bye"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city", "unit"]}}}],
+}
+
+
+def features(path):
+    env = environment()
+    results = []
+    for case in json.load(open(path, encoding="utf-8")):
+        r = {"name": case["name"]}
+        try:
+            r["text"] = env.from_string(case["template"]).render(**FEATURE_VARIABLES)
+        except Exception as e:
+            r["error"] = type(e).__name__
+        results.append(r)
+    json.dump({"jinja2": jinja2.__version__, "variables": FEATURE_VARIABLES, "results": results}, sys.stdout,
+              ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+
+
 def main():
+    if sys.argv[1] == "--features":
+        return features(sys.argv[2])
     conversations = json.load(open(sys.argv[1], encoding="utf-8"))
     env = environment()
     results = []

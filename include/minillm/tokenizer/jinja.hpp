@@ -971,7 +971,8 @@ class Parser {
       f->name = expect_name();
       while (is_op(".")) {  // dotted filter names
         next();
-        f->name += "." + expect_name();
+        f->name.push_back('.');
+        f->name += expect_name();
       }
       if (is_op("(")) parse_args(*f);
       f->a = std::move(e);
@@ -993,7 +994,8 @@ class Parser {
         t->name = expect_name();
         while (is_op(".")) {
           next();
-          t->name += "." + expect_name();
+          t->name.push_back('.');
+          t->name += expect_name();
         }
         if (is_op("(")) {
           parse_args(*t);
@@ -1195,6 +1197,15 @@ struct Scope {
   }
 };
 
+// Values nest at most kMaxNesting deep (see Renderer::nestable).
+constexpr int kMaxNesting = 200;
+inline int nesting(const json& j, int cap) {
+  if (!j.is_structured() || cap <= 0) return 0;
+  int deepest = 0;
+  for (const auto& x : j) deepest = std::max(deepest, nesting(x, cap - 1));
+  return deepest + 1;
+}
+
 struct LoopControl {
   enum Kind { none, brk, cont } kind = none;
 };
@@ -1340,6 +1351,7 @@ class Renderer {
     }
     const auto n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      step(s.line, s.col);  // an empty body still costs a step per iteration
       Scope inner{{}, &scope};
       bind_targets(s, inner, items[static_cast<size_t>(i)]);
       json loop = {{"index", i + 1}, {"index0", i}, {"revindex", n - i}, {"revindex0", n - i - 1},
@@ -1383,10 +1395,11 @@ class Renderer {
         else if (params[i].second) local.vars[params[i].first] = eval(*params[i].second, local);
         else local.vars[params[i].first] = Value::undefined(params[i].first);
       }
-      for (auto& [k, v] : args.named) {
-        const bool known = std::any_of(params.begin(), params.end(), [&](auto& p) { return p.first == k; });
-        if (!known && k != "caller") fail("macro '" + def->name + "' has no parameter '" + k + "'");
-        local.vars[k] = v;
+      for (auto& kv : args.named) {
+        const std::string& key = kv.first;
+        const bool known = std::any_of(params.begin(), params.end(), [&](auto& p) { return p.first == key; });
+        if (!known && key != "caller") fail("macro '" + def->name + "' has no parameter '" + key + "'");
+        local.vars[key] = kv.second;
       }
       std::string text;
       try {
@@ -1413,7 +1426,7 @@ class Renderer {
       case Expr::Kind::list:
       case Expr::Kind::tuple: {
         json arr = json::array();
-        for (const auto& it : e.items) arr.push_back(to_json(eval(*it, scope), "a list"));
+        for (const auto& it : e.items) arr.push_back(nestable(to_json(eval(*it, scope), "a list")));
         return Value::of(std::move(arr));
       }
       case Expr::Kind::dict: {
@@ -1421,7 +1434,7 @@ class Renderer {
         for (size_t i = 0; i + 1 < e.items.size(); i += 2) {
           const Value k = eval(*e.items[i], scope);
           if (!k.is_string()) fail("dictionary keys must be strings here, got " + type_name(k));
-          obj[k.str()] = to_json(eval(*e.items[i + 1], scope), "a dictionary");
+          obj[k.str()] = nestable(to_json(eval(*e.items[i + 1], scope), "a dictionary"));
         }
         return Value::of(std::move(obj));
       }
@@ -1525,6 +1538,12 @@ class Renderer {
       case Value::Kind::data: return py::str(*v.j);
     }
     return "";
+  }
+  // Values nest at most kMaxNesting deep, so that copying, printing and comparing them (all
+  // recursive) cannot run out of stack: only list and dict literals wrap a value in a new level.
+  json nestable(json j) const {
+    if (nesting(j, kMaxNesting) >= kMaxNesting) fail("values nested deeper than " + std::to_string(kMaxNesting));
+    return j;
   }
   json to_json(const Value& v, const char* where) const {
     if (v.kind == Value::Kind::data) return *v.j;
@@ -2493,11 +2512,13 @@ class Template {
       for (int64_t i = 0, x = start; i < static_cast<int64_t>(count); ++i, x += st) out.push_back(x);
       return Value::of(std::move(out));
     });
-    g.vars["dict"] = Value::function([](CallArgs& a) -> Value {
+    g.vars["dict"] = Value::function([name](CallArgs& a) -> Value {
       json out = json::object();
       for (const auto& p : a.positional)
         if (p.is_dict()) out.update(*p.j);
       for (auto& [k, x] : a.named) out[k] = x.is_data() ? *x.j : json(nullptr);
+      if (detail::nesting(out, detail::kMaxNesting) >= detail::kMaxNesting)
+        throw TemplateError(name + ": values nested deeper than " + std::to_string(detail::kMaxNesting));
       return Value::of(std::move(out));
     });
   }
