@@ -331,6 +331,17 @@ TEST_CASE("chat: SFT spans are the assistant turns, found by incremental renderi
         std::vector<std::string>{"疑是地上霜。<|eot_id|>", "举头望明月。<|eot_id|>"});
   CHECK(spans_text(render_chat_for_training(msgs, builtin_chat_template("minimind2"))) ==
         std::vector<std::string>{"疑是地上霜。<|im_end|>\n", "举头望明月。<|im_end|>\n"});
+  // Qwen3 renders earlier turns without their <think> block: the span is what remains of the turn.
+  if (const auto qwen3 = reference_template("qwen3")) {
+    CHECK(spans_text(render_chat_for_training(msgs, *qwen3)) ==
+          std::vector<std::string>{"疑是地上霜。<|im_end|>\n", "<think>\n\n</think>\n\n举头望明月。<|im_end|>\n"});
+    const std::vector<ChatMessage> reasoning = {{"user", "1+1?"}, {.role = "assistant", .content = "2", .reasoning_content = "add"},
+                                                {"user", "2+2?"}, {.role = "assistant", .content = "4", .reasoning_content = "add again"}};
+    CHECK(spans_text(render_chat_for_training(reasoning, *qwen3)) ==
+          std::vector<std::string>{"2<|im_end|>\n", "<think>\nadd again\n</think>\n\n4<|im_end|>\n"});
+  } else {
+    MESSAGE("skipped the Qwen3 spans: its template was not fetched");
+  }
   // {% generation %} marks the spans itself.
   const ChatTemplate tagged("{% for m in messages %}<{{ m.role }}>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}."
                             "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", "tagged");

@@ -133,8 +133,10 @@ inline size_t common_prefix(std::string_view a, std::string_view b) {
 // model would get for it (messages[0, k) with the generation prompt) stops agreeing with the full
 // rendering, and ends where the rendering of messages[0, k] stops agreeing with it. So the label
 // excludes whatever the generation prompt already supplies (an empty <think> block, say) and
-// includes the turn's closing tokens. A template that renders an earlier assistant turn with none of
-// its text once later turns follow leaves an empty span, which is an error.
+// includes the turn's closing tokens. When the turn renders differently once later turns follow
+// (Qwen3 drops the <think> block of earlier turns), the span ends after the longest tail of its
+// last-turn rendering found at its start in the full rendering. A turn none of whose text is
+// found leaves an empty span, which is an error.
 inline RenderedChat render_chat_for_training(const std::vector<ChatMessage>& messages, const ChatTemplate& tpl,
                                              const ChatOptions& opt = {}) {
   const auto msgs = chat_messages_to_json(messages);
@@ -148,8 +150,19 @@ inline RenderedChat render_chat_for_training(const std::vector<ChatMessage>& mes
     if (messages[k].role != "assistant") continue;
     const auto head = nlohmann::ordered_json(msgs.begin(), msgs.begin() + static_cast<long>(k));
     const auto upto = nlohmann::ordered_json(msgs.begin(), msgs.begin() + static_cast<long>(k + 1));
-    const size_t begin = detail::common_prefix(tpl.render(head, prompt_opt), out.text);
-    const size_t end = detail::common_prefix(tpl.render(upto, turn_opt), out.text);
+    const auto prompt = tpl.render(head, prompt_opt), turn = tpl.render(upto, turn_opt);
+    const size_t begin = detail::common_prefix(prompt, out.text);
+    size_t end = detail::common_prefix(turn, out.text);
+    if (end < turn.size()) {
+      // The turn renders differently once later turns follow (Qwen3 drops an earlier turn's <think>
+      // block): it ends with the longest tail of its last-turn rendering that follows `begin`.
+      const std::string_view tail = std::string_view(turn).substr(std::min(turn.size(), detail::common_prefix(prompt, turn)));
+      for (size_t i = 0; i < tail.size(); ++i)
+        if (out.text.compare(begin, tail.size() - i, tail, i, tail.size() - i) == 0) {
+          end = begin + tail.size() - i;
+          break;
+        }
+    }
     if (end <= begin)
       throw TokenizerError(tpl.name() + ": cannot find the text of assistant message " + std::to_string(k) +
                            " in the rendering (the template renders it differently once later turns follow); "

@@ -176,7 +176,7 @@ struct Expr {
   };
   Kind kind;
   int line = 0, col = 0;
-  json literal;                    // literal
+  std::shared_ptr<const json> literal;  // literal (shared by every evaluation, never copied)
   std::string name;                // name, attr, filter/test name, operator
   std::vector<ExprPtr> items;      // list/tuple/dict (key, value pairs flattened), args; slice: start stop step (may be null)
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
@@ -889,7 +889,7 @@ class Parser {
   }
   ExprPtr literal(const Token& at, json v) {
     auto l = make<Expr>(Expr::Kind::literal, at);
-    l->literal = std::move(v);
+    l->literal = std::make_shared<const json>(std::move(v));
     return l;
   }
   ExprPtr parse_postfix(ExprPtr e) {
@@ -1212,7 +1212,7 @@ struct LoopControl {
 
 class Renderer {
  public:
-  Renderer(const std::string& name, const Limits& limits) : name_(name), limits_(limits) {}
+  Renderer(const std::string& name, const Limits& limits, bool neighbours) : name_(name), limits_(limits), neighbours_(neighbours) {}
 
   std::string out;
   std::vector<Span> generation_spans;
@@ -1226,6 +1226,7 @@ class Renderer {
  private:
   const std::string& name_;
   const Limits& limits_;
+  bool neighbours_;
   uint64_t steps_ = 0;
   int depth_ = 0;
   int line_ = 0, col_ = 0;  // where the node being evaluated is, for errors
@@ -1356,8 +1357,10 @@ class Renderer {
       bind_targets(s, inner, items[static_cast<size_t>(i)]);
       json loop = {{"index", i + 1}, {"index0", i}, {"revindex", n - i}, {"revindex0", n - i - 1},
                    {"first", i == 0}, {"last", i == n - 1}, {"length", n}, {"depth", 1}, {"depth0", 0}};
-      if (i > 0 && items[static_cast<size_t>(i - 1)].is_data()) loop["previtem"] = *items[static_cast<size_t>(i - 1)].j;
-      if (i + 1 < n && items[static_cast<size_t>(i + 1)].is_data()) loop["nextitem"] = *items[static_cast<size_t>(i + 1)].j;
+      if (neighbours_) {  // copies; only for templates that name loop.previtem or loop.nextitem
+        if (i > 0 && items[static_cast<size_t>(i - 1)].is_data()) loop["previtem"] = *items[static_cast<size_t>(i - 1)].j;
+        if (i + 1 < n && items[static_cast<size_t>(i + 1)].is_data()) loop["nextitem"] = *items[static_cast<size_t>(i + 1)].j;
+      }
       inner.vars["loop"] = Value::of(std::move(loop));
       LoopControl ctl;
       exec(s.body, inner, ctl);
@@ -1418,7 +1421,13 @@ class Renderer {
   Value eval(const Expr& e, Scope& scope) {
     step(e.line, e.col);
     switch (e.kind) {
-      case Expr::Kind::literal: return Value::of(e.literal);
+      case Expr::Kind::literal: {
+        Value v;
+        v.kind = Value::Kind::data;
+        v.root = e.literal;
+        v.j = e.literal.get();
+        return v;
+      }
       case Expr::Kind::name: {
         if (const Value* v = scope.find(e.name)) return *v;
         return Value::undefined(e.name);
@@ -2433,21 +2442,22 @@ class Template {
   Template() = default;
   // `name` (a file name, usually) prefixes every error message.
   Template(std::string_view source, std::string name, Limits limits = {})
-      : name_(std::move(name)), limits_(limits), body_(std::make_shared<Body>(parse(source))) {}
+      : name_(std::move(name)), limits_(limits), body_(std::make_shared<Body>(parse(source))),
+        neighbours_(source.find("previtem") != std::string_view::npos || source.find("nextitem") != std::string_view::npos) {}
 
   struct Result {
     std::string text;
     std::vector<Span> generation_spans;
   };
 
-  Result render_with_spans(const json& variables) const {
+  Result render_with_spans(json variables) const {
     if (!body_) throw TemplateError(name_ + ": no template");
     if (!variables.is_object()) throw TemplateError(name_ + ": template variables must be a JSON object");
-    detail::Renderer r(name_, limits_);
+    detail::Renderer r(name_, limits_, neighbours_);
     detail::Scope globals;
     install_globals(globals);
     detail::Scope top{{}, &globals};
-    auto vars = std::make_shared<const json>(variables);
+    auto vars = std::make_shared<const json>(std::move(variables));
     for (auto it = vars->begin(); it != vars->end(); ++it) {
       Value v;
       v.kind = Value::Kind::data;
@@ -2458,13 +2468,14 @@ class Template {
     r.render(*body_, top);
     return {std::move(r.out), std::move(r.generation_spans)};
   }
-  std::string render(const json& variables) const { return render_with_spans(variables).text; }
+  std::string render(json variables) const { return render_with_spans(std::move(variables)).text; }
   const std::string& name() const { return name_; }
 
  private:
   std::string name_;
   Limits limits_;
   std::shared_ptr<const Body> body_;
+  bool neighbours_ = false;  // the source names loop.previtem/nextitem
 
   Body parse(std::string_view source) const {
     Lexer lexer(source, name_);
