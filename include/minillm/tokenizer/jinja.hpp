@@ -838,7 +838,7 @@ class Parser {
           fail(t, "integer literal " + t.value + " is out of range");
         }
       }
-      case Tok::number: next(); return literal(t, std::stod(t.value));
+      case Tok::number: next(); return literal(t, std::strtod(t.value.c_str(), nullptr));  // out of range: inf, as Python
       case Tok::op:
         if (t.value == "(") {
           next();
@@ -2208,11 +2208,11 @@ class Renderer {
     }
     if (name == "float") {
       if (is_numeric(v)) return Value::of(as_double(v));
-      if (v.is_string()) {
-        try {
-          return Value::of(std::stod(v.str()));
-        } catch (const std::exception&) {
-        }
+      if (v.is_string()) {  // Python's float(): surrounding whitespace allowed, out of range is inf
+        const std::string s = strip(v.str(), std::nullopt, true, true);
+        char* end = nullptr;
+        const double d = std::strtod(s.c_str(), &end);
+        if (!s.empty() && end == s.c_str() + s.size()) return Value::of(d);
       }
       const Value* def = arg(a, 0, "default");
       return def != nullptr ? *def : Value::of(0.0);
