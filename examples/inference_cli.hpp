@@ -56,7 +56,7 @@ struct Options {
 struct Session {
   std::unique_ptr<minillm::AnyCausalLM> model;
   tk::BpeTokenizer tokenizer;
-  tk::ChatFormat format = tk::ChatFormat::minimind3;
+  tk::ChatTemplate chat_template = tk::builtin_chat_template("minimind3");
   std::vector<int32_t> stop_ids;  // eos and the formats' end-of-turn tokens the vocabulary has
   std::string name;               // the model's name for /v1/models: the directory's name
   minillm::Precision precision = minillm::Precision::fp32;
@@ -82,7 +82,7 @@ struct Session {
     const size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
     size_t removed = 0;
     while (true) {
-      auto ids = tokenizer.encode(tk::render_chat(messages, format, opt));
+      auto ids = tokenizer.encode(chat_template.render(messages, opt));
       if (static_cast<int64_t>(ids.size()) + max_new_tokens <= context()) {
         if (dropped != nullptr) *dropped = removed;
         return ids;
@@ -103,7 +103,7 @@ inline Session load_session(const Options& o) {
   if (!std::filesystem::exists(tok_dir / "tokenizer.json"))
     throw std::invalid_argument(tok_dir.string() + " has no tokenizer.json; pass --tokenizer DIR");
   s.tokenizer = tk::BpeTokenizer::from_file(tok_dir / "tokenizer.json");
-  s.format = tk::chat_format_of(tok_dir, o.template_name);
+  s.chat_template = tk::chat_template_of(tok_dir, o.template_name);
   s.model = minillm::load_pretrained(o.model_dir, at::TensorOptions().device(minillm::device_from_name(o.device)));
   if (s.model->config().vocab_size < static_cast<int64_t>(s.tokenizer.vocab_size()))
     throw std::invalid_argument(o.model_dir + ": vocab_size (" + std::to_string(s.model->config().vocab_size) +

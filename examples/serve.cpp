@@ -208,7 +208,12 @@ class Server {
     for (size_t i = 0; i < body["messages"].size(); ++i)
       if (!body["messages"][i].contains("content") || !body["messages"][i]["content"].is_string())
         throw invalid("'messages': message " + std::to_string(i) + " needs a \"content\" string", "messages");
-    const auto text = tk::render_chat(messages, s_.format, {.add_generation_prompt = true});
+    std::string text;
+    try {
+      text = s_.chat_template.render(messages, {.add_generation_prompt = true});
+    } catch (const minillm::jinja::TemplateError& e) {  // the template refuses this conversation (raise_exception)
+      throw invalid(std::string("'messages': ") + e.what(), "messages");
+    }
     const auto ids = s_.tokenizer.encode(text);
     auto r = common_fields(body, s_, defaults_, static_cast<int64_t>(ids.size()));
     r.prompt = ids;

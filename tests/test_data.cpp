@@ -104,15 +104,16 @@ TEST_CASE("data: SFT labels cover exactly the assistant replies and their end ma
   std::vector<int32_t> trained;
   for (size_t i = 0; i < ids.size(); ++i)
     if (labels[i] != minillm::kIgnoreIndex) trained.push_back(ids[i]);
+  // The empty <think> block is part of the generation prompt, so it is not trained on.
   CHECK(tok.decode(trained) ==
-        "<think>\n\n</think>\n\n春眠不觉晓，处处闻啼鸟。\n夜来风雨声，花落知多少。<|im_end|>\n"
-        "<think>\n\n</think>\n\n这首诗的作者是孟浩然。<|im_end|>\n");
-  // reasoning_content goes into the trained <think> block.
+        "春眠不觉晓，处处闻啼鸟。\n夜来风雨声，花落知多少。<|im_end|>\n"
+        "这首诗的作者是孟浩然。<|im_end|>\n");
+  // reasoning_content is trained from inside the <think> block the prompt opens.
   const auto [ids4, labels4] = data.example(4);
   std::vector<int32_t> trained4;
   for (size_t i = 0; i < ids4.size(); ++i)
     if (labels4[i] != minillm::kIgnoreIndex) trained4.push_back(ids4[i]);
-  CHECK(tok.decode(trained4).find("<think>\n这是王之涣的诗。\n</think>") == 0);
+  CHECK(tok.decode(trained4).find("这是王之涣的诗。\n</think>") == 0);
 }
 
 TEST_CASE("data: SFT batches are padded per batch, packed rows restart positions, and the cursor resumes") {

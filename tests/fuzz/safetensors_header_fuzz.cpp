@@ -1,6 +1,6 @@
 // libFuzzer target for the safetensors header parser (no LibTorch needed): any input must either
 // parse into a header whose ranges lie inside the input, or throw SafetensorsError.
-//   scripts/fuzz.sh [seconds]
+//   scripts/fuzz.sh safetensors [seconds]
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -3,7 +3,7 @@
 // throw TokenizerError (never another exception, a crash, or an absurd allocation); a loaded
 // tokenizer must encode the text (or reject invalid UTF-8 with TokenizerError) into ids it can
 // decode, and decode(encode(x)) must be valid UTF-8.
-//   scripts/fuzz.sh [seconds] tokenizer
+//   scripts/fuzz.sh tokenizer [seconds]
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

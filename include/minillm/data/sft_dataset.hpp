@@ -1,6 +1,6 @@
 // Supervised fine-tuning data: MiniMind's jsonl, one {"conversations": [{"role", "content",
 // "reasoning_content"?}, ...]} per line, rendered with a chat template and tokenized; the loss
-// covers only the assistant spans (tokenizer::sft_labels). Examples longer than seq_len are cut;
+// covers only the assistant spans (tokenizer::render_chat_for_training, sft_labels). Examples longer than seq_len are cut;
 // one left without an assistant token is dropped (and counted).
 //
 // Batches come in two layouts:
@@ -22,7 +22,7 @@
 
 #include "minillm/data/batch.hpp"
 #include "minillm/data/text_corpus.hpp"
-#include "minillm/tokenizer/chat_template.hpp"
+#include "minillm/tokenizer/jinja_templates.hpp"
 
 namespace minillm::data {
 
@@ -30,7 +30,7 @@ struct SftOptions {
   int64_t seq_len = 512;  // tokens per row; longer conversations are cut
   bool pack = false;
   uint64_t seed = 42;
-  tokenizer::ChatFormat format = tokenizer::ChatFormat::minimind3;
+  tokenizer::ChatTemplate chat_template = tokenizer::builtin_chat_template("minimind3");
   size_t max_examples = 0;  // 0: all
   std::function<void(size_t lines)> progress;  // called every few thousand lines while loading
 };
@@ -43,15 +43,19 @@ class SftDataset {
     if (files.empty()) throw DataError("no SFT files given");
     offsets_.push_back(0);
     std::vector<std::string> rendered;
+    std::vector<std::vector<jinja::Span>> spans;
     auto flush = [&] {
       const auto encoded = tok.encode_batch(rendered);
-      for (const auto& ids : encoded) add(tok, ids);
+      for (size_t i = 0; i < encoded.size(); ++i) add(tok, encoded[i], spans[i]);
       rendered.clear();
+      spans.clear();
     };
     size_t lines = 0;
     for (const auto& file : files) {
       for_each_conversation(file, [&](std::vector<tokenizer::ChatMessage>&& messages) {
-        rendered.push_back(tokenizer::render_chat(messages, options_.format));
+        auto r = tokenizer::render_chat_for_training(messages, options_.chat_template);
+        rendered.push_back(std::move(r.text));
+        spans.push_back(std::move(r.assistant_spans));
         if (rendered.size() == 4096) flush();
         if (++lines % 20000 == 0 && options_.progress) options_.progress(lines);
         return options_.max_examples == 0 || lines < options_.max_examples;
@@ -89,7 +93,13 @@ class SftDataset {
       } catch (const std::exception& e) {
         throw DataError(where + ": conversations: " + e.what());
       }
-      if (!fn(std::move(messages))) return;
+      try {
+        if (!fn(std::move(messages))) return;
+      } catch (const tokenizer::TokenizerError& e) {  // the chat template refused this conversation
+        throw DataError(where + ": " + e.what());
+      } catch (const jinja::TemplateError& e) {
+        throw DataError(where + ": " + e.what());
+      }
     }
   }
 
@@ -133,8 +143,8 @@ class SftDataset {
   }
 
  private:
-  void add(const tokenizer::BpeTokenizer& tok, std::vector<int32_t> ids) {
-    auto labels = tokenizer::sft_labels(tok, ids, options_.format);
+  void add(const tokenizer::BpeTokenizer& tok, std::vector<int32_t> ids, const std::vector<jinja::Span>& spans) {
+    auto labels = tokenizer::sft_labels(tok, ids, spans);
     if (static_cast<int64_t>(ids.size()) > options_.seq_len) {
       ids.resize(static_cast<size_t>(options_.seq_len));
       labels.resize(ids.size());

@@ -1,11 +1,11 @@
-// Chat templates as fixed renderers (no Jinja engine), each equal to the template it names:
-//   minimind3  MiniMind-3's tokenizer_config.json template: ChatML with a <think> block in every
-//              assistant turn, tool definitions, tool calls and tool responses, open_thinking
-//   minimind2  MiniMind2's ChatML: default system prompt, no <think> block, assistant header after each user turn
-//   llama3     Llama-3 Instruct: header ids, <|eot_id|>, trimmed contents, bos before the first turn
-// and the SFT label spans: which tokens an assistant is trained on.
+// Chat templates: a conversation rendered to text by a Jinja chat template (a model directory's
+// own tokenizer_config.json "chat_template", or one of the built-in formats by name), rendered as
+// transformers' apply_chat_template does (minillm/tokenizer/jinja.hpp); and the SFT label spans:
+// which characters of the rendering an assistant is trained on.
 #pragma once
 
+#include <algorithm>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,29 +13,22 @@
 #include <nlohmann/json.hpp>
 
 #include "minillm/tokenizer/bpe.hpp"
+#include "minillm/tokenizer/jinja.hpp"
 
 namespace minillm::tokenizer {
 
-enum class ChatFormat { minimind3, minimind2, llama3 };
-
-inline ChatFormat chat_format_from_name(std::string_view name) {
-  if (name == "minimind3") return ChatFormat::minimind3;
-  if (name == "minimind2") return ChatFormat::minimind2;
-  if (name == "llama3") return ChatFormat::llama3;
-  throw TokenizerError("unknown chat template \"" + std::string(name) + "\"; known: minimind3, minimind2, llama3");
-}
-
 struct ChatMessage {
   std::string role;  // system, user, assistant, tool
-  std::string content;
+  nlohmann::ordered_json content = "";  // a string, or null (an assistant turn that only calls tools)
   std::optional<std::string> reasoning_content;
   nlohmann::ordered_json tool_calls = nlohmann::ordered_json::array();  // [{"name", "arguments"}] or {"function": {...}}
 };
 
 struct ChatOptions {
   bool add_generation_prompt = false;
-  bool open_thinking = false;                                     // minimind3: leave <think> open for the model
-  nlohmann::ordered_json tools = nlohmann::ordered_json::array();  // minimind3: tool (function) schemas
+  bool open_thinking = false;                                     // sets the template variable open_thinking (MiniMind-3: leave <think> open)
+  nlohmann::ordered_json tools = nlohmann::ordered_json::array();  // tool (function) schemas: the variable `tools`
+  nlohmann::ordered_json variables = nlohmann::ordered_json::object();  // more template variables (e.g. enable_thinking)
 };
 
 // Messages from OpenAI / MiniMind JSON: [{"role", "content", "reasoning_content"?, "tool_calls"?}].
@@ -52,9 +45,9 @@ inline std::vector<ChatMessage> chat_messages_from_json(const nlohmann::ordered_
     msg.role = m["role"].get<std::string>();
     if (msg.role != "system" && msg.role != "user" && msg.role != "assistant" && msg.role != "tool")
       throw TokenizerError(where + " has unknown role \"" + msg.role + "\" (system, user, assistant, tool)");
-    if (m.contains("content") && !m["content"].is_null()) {
-      if (!m["content"].is_string()) throw TokenizerError(where + ": \"content\" must be a string");
-      msg.content = m["content"].get<std::string>();
+    if (m.contains("content")) {
+      if (!m["content"].is_string() && !m["content"].is_null()) throw TokenizerError(where + ": \"content\" must be a string");
+      msg.content = m["content"];
     }
     if (m.contains("reasoning_content") && m["reasoning_content"].is_string())
       msg.reasoning_content = m["reasoning_content"].get<std::string>();
@@ -67,144 +60,131 @@ inline std::vector<ChatMessage> chat_messages_from_json(const nlohmann::ordered_
   return out;
 }
 
+// The messages as the template sees them: absent fields stay absent.
+inline nlohmann::ordered_json chat_messages_to_json(const std::vector<ChatMessage>& messages) {
+  auto out = nlohmann::ordered_json::array();
+  for (const auto& m : messages) {
+    nlohmann::ordered_json j = {{"role", m.role}, {"content", m.content}};
+    if (m.reasoning_content) j["reasoning_content"] = *m.reasoning_content;
+    if (!m.tool_calls.empty()) j["tool_calls"] = m.tool_calls;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// A compiled chat template with the variables apply_chat_template gives it besides the
+// conversation: the special tokens of tokenizer_config.json (bos_token, eos_token, ...).
+class ChatTemplate {
+ public:
+  ChatTemplate() = default;
+  ChatTemplate(std::string_view source, std::string name, nlohmann::ordered_json special_tokens = nlohmann::ordered_json::object())
+      : name_(name), template_(source, std::move(name)), special_tokens_(std::move(special_tokens)) {}
+
+  const std::string& name() const { return name_; }
+
+  std::string render(const nlohmann::ordered_json& messages, const ChatOptions& opt = {}) const {
+    return template_.render(variables(messages, opt));
+  }
+  std::string render(const std::vector<ChatMessage>& messages, const ChatOptions& opt = {}) const {
+    return render(chat_messages_to_json(messages), opt);
+  }
+  jinja::Template::Result render_with_spans(const nlohmann::ordered_json& messages, const ChatOptions& opt) const {
+    return template_.render_with_spans(variables(messages, opt));
+  }
+
+ private:
+  std::string name_;
+  jinja::Template template_;
+  nlohmann::ordered_json special_tokens_ = nlohmann::ordered_json::object();
+
+  // As transformers: the special tokens, then messages, tools (None when there are none),
+  // documents, add_generation_prompt and the extra keyword arguments.
+  nlohmann::ordered_json variables(const nlohmann::ordered_json& messages, const ChatOptions& opt) const {
+    nlohmann::ordered_json v = special_tokens_;
+    v["messages"] = messages;
+    v["tools"] = opt.tools.empty() ? nlohmann::ordered_json(nullptr) : opt.tools;
+    v["documents"] = nullptr;
+    v["add_generation_prompt"] = opt.add_generation_prompt;
+    if (opt.open_thinking) v["open_thinking"] = true;
+    for (auto it = opt.variables.begin(); it != opt.variables.end(); ++it) v[it.key()] = it.value();
+    return v;
+  }
+};
+
+inline std::string render_chat(const std::vector<ChatMessage>& messages, const ChatTemplate& tpl, const ChatOptions& opt = {}) {
+  return tpl.render(messages, opt);
+}
+
+// A rendered conversation and the byte ranges of it an assistant is trained on.
+struct RenderedChat {
+  std::string text;
+  std::vector<jinja::Span> assistant_spans;
+};
+
 namespace detail {
-
-// Python's json.dumps(x, ensure_ascii=False): ", " and ": " separators, keys in their order.
-inline std::string python_json(const nlohmann::ordered_json& j) {
-  if (j.is_object()) {
-    std::string s = "{";
-    bool first = true;
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      s += (first ? "" : ", ") + nlohmann::ordered_json(it.key()).dump(-1, ' ', false) + ": " + python_json(it.value());
-      first = false;
-    }
-    return s + "}";
-  }
-  if (j.is_array()) {
-    std::string s = "[";
-    for (size_t i = 0; i < j.size(); ++i) s += (i ? ", " : "") + python_json(j[i]);
-    return s + "]";
-  }
-  return j.dump(-1, ' ', false);
+inline size_t common_prefix(std::string_view a, std::string_view b) {
+  return static_cast<size_t>(std::mismatch(a.begin(), a.begin() + static_cast<long>(std::min(a.size(), b.size())), b.begin()).first - a.begin());
 }
-
-inline std::string strip(std::string s, std::string_view chars, bool left, bool right) {
-  if (right) s.erase(s.find_last_not_of(chars) + 1);
-  if (left) s.erase(0, std::min(s.size(), s.find_first_not_of(chars)));
-  return s;
-}
-
-inline std::string render_minimind3(const std::vector<ChatMessage>& msgs, const ChatOptions& opt) {
-  std::string out;
-  const bool has_system = !msgs.empty() && msgs[0].role == "system";
-  if (!opt.tools.empty()) {
-    out += "<|im_start|>system\n";
-    if (has_system) out += msgs[0].content + "\n\n";
-    out += "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with "
-           "function signatures within <tools></tools> XML tags:\n<tools>";
-    for (const auto& tool : opt.tools) out.append("\n").append(python_json(tool));
-    out += "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
-           "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
-           "<args-json-object>}\n</tool_call><|im_end|>\n";
-  } else if (has_system) {
-    out += "<|im_start|>system\n" + msgs[0].content + "<|im_end|>\n";
-  }
-  for (size_t i = 0; i < msgs.size(); ++i) {
-    const auto& m = msgs[i];
-    std::string content = m.content;
-    if (m.role == "user" || (m.role == "system" && i > 0)) {
-      out += "<|im_start|>" + m.role + "\n" + content + "<|im_end|>\n";
-    } else if (m.role == "assistant") {
-      std::string reasoning;
-      if (m.reasoning_content) {
-        reasoning = *m.reasoning_content;
-      } else if (const auto end = content.find("</think>"); end != std::string::npos) {
-        // content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n')
-        auto before = strip(content.substr(0, end), "\n", false, true);
-        const auto open = before.rfind("<think>");
-        reasoning = strip(open == std::string::npos ? before : before.substr(open + 7), "\n", true, false);
-        content = strip(content.substr(content.rfind("</think>") + 8), "\n", true, false);
-      }
-      out += "<|im_start|>assistant\n<think>\n" + strip(reasoning, "\n", true, true) + "\n</think>\n\n" +
-             strip(content, "\n", true, false);
-      for (size_t k = 0; k < m.tool_calls.size(); ++k) {
-        if ((k == 0 && !content.empty()) || k > 0) out += "\n";
-        const auto& call = m.tool_calls[k].contains("function") ? m.tool_calls[k]["function"] : m.tool_calls[k];
-        out += "<tool_call>\n{\"name\": \"" + call.value("name", std::string()) + "\", \"arguments\": ";
-        const auto& args = call.contains("arguments") ? call["arguments"] : nlohmann::ordered_json::object();
-        out += (args.is_string() ? args.get<std::string>() : python_json(args)) + "}\n</tool_call>";
-      }
-      out += "<|im_end|>\n";
-    } else if (m.role == "tool") {
-      if (i == 0 || msgs[i - 1].role != "tool") out += "<|im_start|>user";
-      out += "\n<tool_response>\n" + content + "\n</tool_response>";
-      if (i + 1 == msgs.size() || msgs[i + 1].role != "tool") out += "<|im_end|>\n";
-    }
-  }
-  if (opt.add_generation_prompt) out += opt.open_thinking ? "<|im_start|>assistant\n<think>\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n";
-  return out;
-}
-
-// MiniMind2's template: the assistant header follows every user turn (so it is also the
-// generation prompt), only user and assistant turns are rendered after the system prompt.
-inline std::string render_minimind2(const std::vector<ChatMessage>& msgs, const ChatOptions&) {
-  std::string out = !msgs.empty() && msgs[0].role == "system" ? "<|im_start|>system\n" + msgs[0].content + "<|im_end|>\n"
-                                                               : "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n";
-  for (const auto& m : msgs) {
-    if (m.role == "tool") throw TokenizerError("the minimind2 chat template has no tool role");
-    if (m.role == "user") out += "<|im_start|>user\n" + m.content + "<|im_end|>\n<|im_start|>assistant\n";
-    if (m.role == "assistant") out += m.content + "<|im_end|>\n";
-  }
-  return out;
-}
-
-inline std::string render_llama3(const std::vector<ChatMessage>& msgs, const ChatOptions& opt) {
-  std::string out;
-  for (size_t i = 0; i < msgs.size(); ++i) {
-    if (i == 0) out += "<|begin_of_text|>";
-    out += "<|start_header_id|>" + (msgs[i].role == "tool" ? std::string("ipython") : msgs[i].role) +
-           "<|end_header_id|>\n\n" + strip(msgs[i].content, " \t\n\r\f\v", true, true) + "<|eot_id|>";
-  }
-  if (opt.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
-}
-
 }  // namespace detail
 
-inline std::string render_chat(const std::vector<ChatMessage>& messages, ChatFormat format, const ChatOptions& opt = {}) {
-  switch (format) {
-    case ChatFormat::minimind3: return detail::render_minimind3(messages, opt);
-    case ChatFormat::minimind2: return detail::render_minimind2(messages, opt);
-    case ChatFormat::llama3: return detail::render_llama3(messages, opt);
-  }
-  throw TokenizerError("unknown chat format");
-}
-
-// The text that opens an assistant turn and the text that ends it, in a format.
-inline std::pair<std::string, std::string> assistant_markers(ChatFormat format) {
-  if (format == ChatFormat::llama3) return {"<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"};
-  return {"<|im_start|>assistant\n", "<|im_end|>\n"};
-}
-
-// Labels for SFT on a rendered, tokenized conversation (MiniMind's rule): the tokens after each
-// assistant opening marker up to and including the end marker keep their id; everything else
-// (system, user, tool turns, the markers' openings) is -100.
-inline std::vector<int64_t> sft_labels(const BpeTokenizer& tok, const std::vector<int32_t>& ids, ChatFormat format) {
-  const auto [open_text, close_text] = assistant_markers(format);
-  const auto open = tok.encode(open_text), close = tok.encode(close_text);
-  auto match = [&](size_t at, const std::vector<int32_t>& pat) {
-    return at + pat.size() <= ids.size() && std::equal(pat.begin(), pat.end(), ids.begin() + static_cast<long>(at));
-  };
-  std::vector<int64_t> labels(ids.size(), -100);
-  for (size_t i = 0; i < ids.size();) {
-    if (!match(i, open)) {
-      ++i;
-      continue;
+// The conversation rendered, with the spans of its assistant turns. A template with
+// {% generation %} blocks marks them itself (transformers' return_assistant_tokens_mask). Any other
+// template is rendered incrementally: for assistant message k, the span starts where the prompt a
+// model would get for it (messages[0, k) with the generation prompt) stops agreeing with the full
+// rendering, and ends where the rendering of messages[0, k] stops agreeing with it. So the label
+// excludes whatever the generation prompt already supplies (an empty <think> block, say) and
+// includes the turn's closing tokens. When the turn renders differently once later turns follow
+// (Qwen3 drops the <think> block of earlier turns), the span ends after the longest tail of its
+// last-turn rendering found at its start in the full rendering. A turn none of whose text is
+// found leaves an empty span, which is an error.
+inline RenderedChat render_chat_for_training(const std::vector<ChatMessage>& messages, const ChatTemplate& tpl,
+                                             const ChatOptions& opt = {}) {
+  const auto msgs = chat_messages_to_json(messages);
+  auto full = tpl.render_with_spans(msgs, opt);
+  RenderedChat out{std::move(full.text), std::move(full.generation_spans)};
+  if (!out.assistant_spans.empty()) return out;
+  ChatOptions prompt_opt = opt, turn_opt = opt;
+  prompt_opt.add_generation_prompt = true;
+  turn_opt.add_generation_prompt = false;
+  for (size_t k = 0; k < messages.size(); ++k) {
+    if (messages[k].role != "assistant") continue;
+    const auto head = nlohmann::ordered_json(msgs.begin(), msgs.begin() + static_cast<long>(k));
+    const auto upto = nlohmann::ordered_json(msgs.begin(), msgs.begin() + static_cast<long>(k + 1));
+    const auto prompt = tpl.render(head, prompt_opt), turn = tpl.render(upto, turn_opt);
+    const size_t begin = detail::common_prefix(prompt, out.text);
+    size_t end = detail::common_prefix(turn, out.text);
+    if (end < turn.size()) {
+      // The turn renders differently once later turns follow (Qwen3 drops an earlier turn's <think>
+      // block): it ends with the longest tail of its last-turn rendering that follows `begin`.
+      const std::string_view tail = std::string_view(turn).substr(std::min(turn.size(), detail::common_prefix(prompt, turn)));
+      for (size_t i = 0; i < tail.size(); ++i)
+        if (out.text.compare(begin, tail.size() - i, tail, i, tail.size() - i) == 0) {
+          end = begin + tail.size() - i;
+          break;
+        }
     }
-    size_t j = i + open.size();
-    while (j < ids.size() && !match(j, close)) labels[j] = ids[j], ++j;
-    for (size_t k = 0; k < close.size() && j < ids.size(); ++k, ++j) labels[j] = ids[j];
-    i = j;
+    if (end <= begin)
+      throw TokenizerError(tpl.name() + ": cannot find the text of assistant message " + std::to_string(k) +
+                           " in the rendering (the template renders it differently once later turns follow); "
+                           "mark it with {% generation %} or choose a built-in template with --template");
+    out.assistant_spans.push_back({begin, end});
+  }
+  return out;
+}
+
+// Labels for SFT on the tokens of a rendered conversation: a token whose first byte lies in an
+// assistant span keeps its id, every other token is -100.
+inline std::vector<int64_t> sft_labels(const BpeTokenizer& tok, const std::vector<int32_t>& ids,
+                                       const std::vector<jinja::Span>& spans) {
+  std::vector<int64_t> labels(ids.size(), -100);
+  size_t offset = 0, s = 0;
+  std::string bytes;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    while (s < spans.size() && spans[s].end <= offset) ++s;
+    if (s < spans.size() && spans[s].begin <= offset) labels[i] = ids[i];
+    bytes.clear();
+    tok.append_token_bytes(ids[i], false, bytes);
+    offset += bytes.size();
   }
   return labels;
 }

@@ -1,5 +1,9 @@
-// The Jinja text of each chat format, written into tokenizer_config.json so HF tools render
-// conversations exactly as render_chat does (tests/data/chat/expected.json was made from these).
+// The built-in chat templates (named fallbacks for --template, and what minillm-tokenizer train
+// writes into tokenizer_config.json), and the loader of a tokenizer directory's own template.
+//   minimind3  MiniMind-3's tokenizer_config.json template: ChatML with a <think> block in every
+//              assistant turn, tool definitions, tool calls and tool responses, open_thinking
+//   minimind2  MiniMind2's ChatML: default system prompt, no <think> block, assistant header after each user turn
+//   llama3     Llama-3 Instruct: header ids, <|eot_id|>, trimmed contents, bos before the first turn
 #pragma once
 
 #include <filesystem>
@@ -10,9 +14,11 @@
 
 namespace minillm::tokenizer {
 
-inline std::string_view jinja_template(ChatFormat format) {
-  switch (format) {
-    case ChatFormat::minimind3:  // MiniMind-3's tokenizer_config.json
+inline constexpr std::string_view kBuiltinTemplates[] = {"minimind3", "minimind2", "llama3"};
+
+// The Jinja text of a built-in template; throws naming the known ones.
+inline std::string_view builtin_template_text(std::string_view name) {
+  if (name == "minimind3")  // MiniMind-3's tokenizer_config.json
       return R"jinja({%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0].role == 'system' %}
@@ -98,35 +104,86 @@ inline std::string_view jinja_template(ChatFormat format) {
         {{- '<think>\n\n</think>\n\n' }}
     {%- endif %}
 {%- endif %})jinja";
-    case ChatFormat::minimind2:
-      return R"jinja({% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}{{ '<|im_start|>system\n' + system_message + '<|im_end|>\n' }}{% else %}{{ '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n' }}{% endif %}{% for message in messages %}{% set content = message['content'] %}{% if message['role'] == 'user' %}{{ '<|im_start|>user\n' + content + '<|im_end|>\n<|im_start|>assistant\n' }}{% elif message['role'] == 'assistant' %}{{ content + '<|im_end|>' + '\n' }}{% endif %}{% endfor %})jinja";
-    case ChatFormat::llama3:
-      return R"jinja({% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %})jinja";
+  if (name == "minimind2")
+    return R"jinja({% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}{{ '<|im_start|>system\n' + system_message + '<|im_end|>\n' }}{% else %}{{ '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n' }}{% endif %}{% for message in messages %}{% set content = message['content'] %}{% if message['role'] == 'user' %}{{ '<|im_start|>user\n' + content + '<|im_end|>\n<|im_start|>assistant\n' }}{% elif message['role'] == 'assistant' %}{{ content + '<|im_end|>' + '\n' }}{% endif %}{% endfor %})jinja";
+  if (name == "llama3")
+    return R"jinja({% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %})jinja";
+  throw TokenizerError("unknown chat template \"" + std::string(name) + "\"; known: minimind3, minimind2, llama3");
+}
+
+// A built-in template with the special tokens its tokenizers use.
+inline ChatTemplate builtin_chat_template(std::string_view name) {
+  const auto text = builtin_template_text(name);
+  const nlohmann::ordered_json specials = name == "llama3"
+      ? nlohmann::ordered_json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}}
+      : nlohmann::ordered_json{{"bos_token", "<|im_start|>"}, {"eos_token", "<|im_end|>"}};
+  return ChatTemplate(text, "built-in template " + std::string(name), specials);
+}
+
+// The special tokens of a tokenizer_config.json as apply_chat_template passes them: bos_token,
+// eos_token, ... (a string, or an AddedToken object's "content"; absent when null) and
+// additional_special_tokens.
+inline nlohmann::ordered_json special_tokens_of(const nlohmann::ordered_json& config) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  auto text = [](const nlohmann::ordered_json& v) -> std::optional<std::string> {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+    return std::nullopt;
+  };
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
+    if (config.contains(key))
+      if (auto t = text(config[key])) out[key] = *t;
+  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array() &&
+      !config["additional_special_tokens"].empty()) {
+    auto list = nlohmann::ordered_json::array();
+    for (const auto& v : config["additional_special_tokens"])
+      if (auto t = text(v)) list.push_back(*t);
+    out["additional_special_tokens"] = list;
   }
-  return {};
+  return out;
 }
 
-// The chat format a tokenizer directory declares: its tokenizer_config.json "chat_template" when it
-// is one of ours word for word; otherwise recognised by its markers (Llama-3 headers, a <think>
-// block, plain ChatML); minimind3 when the file or the field is absent.
-inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir) {
-  std::ifstream in(tokenizer_dir / "tokenizer_config.json");
-  if (!in) return ChatFormat::minimind3;
-  const auto cfg = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return ChatFormat::minimind3;
-  const auto text = cfg["chat_template"].get<std::string>();
-  for (const auto f : {ChatFormat::minimind3, ChatFormat::minimind2, ChatFormat::llama3})
-    if (text == jinja_template(f)) return f;
-  if (text.find("<|start_header_id|>") != std::string::npos) return ChatFormat::llama3;
-  if (text.find("<think>") != std::string::npos) return ChatFormat::minimind3;
-  if (text.find("<|im_start|>") != std::string::npos) return ChatFormat::minimind2;
-  throw TokenizerError((tokenizer_dir / "tokenizer_config.json").string() +
-                       ": chat_template is none of minimind3, minimind2, llama3; name one with --template");
+// The chat template of a tokenizer_config.json: its "chat_template" (a string, or a list of
+// {"name", "template"} of which "default" is taken, as transformers does); nullopt when the field
+// is absent or null. A file that is not JSON, a template of another type or a template that does
+// not parse is an error naming the file.
+inline std::optional<ChatTemplate> chat_template_from_config(const std::filesystem::path& config_path) {
+  std::ifstream in(config_path, std::ios::binary);
+  if (!in) throw TokenizerError("cannot open " + config_path.string());
+  const auto cfg = nlohmann::ordered_json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (cfg.is_discarded() || !cfg.is_object()) throw TokenizerError(config_path.string() + ": not a JSON object");
+  if (!cfg.contains("chat_template") || cfg["chat_template"].is_null()) return std::nullopt;
+  const auto& field = cfg["chat_template"];
+  std::string source;
+  if (field.is_string()) {
+    source = field.get<std::string>();
+  } else if (field.is_array()) {
+    for (const auto& t : field) {
+      if (!t.is_object() || !t.contains("name") || !t.contains("template") || !t["template"].is_string())
+        throw TokenizerError(config_path.string() + ": chat_template list entries must be {\"name\", \"template\"} objects");
+      if (t["name"] == "default") source = t["template"].get<std::string>();
+    }
+    if (source.empty()) throw TokenizerError(config_path.string() + ": chat_template list has no \"default\" template");
+  } else {
+    throw TokenizerError(config_path.string() + ": chat_template must be a string or a list of named templates, not " +
+                         std::string(field.type_name()));
+  }
+  try {
+    return ChatTemplate(source, config_path.string() + " (chat_template)", special_tokens_of(cfg));
+  } catch (const jinja::TemplateError& e) {
+    throw TokenizerError(std::string("malformed chat template: ") + e.what());
+  }
 }
 
-// The format `name` names (a --template option) when it is not empty, else the one tokenizer_dir declares.
-inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir, std::string_view name) {
-  return name.empty() ? chat_format_of(tokenizer_dir) : chat_format_from_name(name);
+// The template to use for a tokenizer directory: the built-in one `name` names when it is not
+// empty, else the directory's own tokenizer_config.json template, else (no file, no template)
+// minimind3.
+inline ChatTemplate chat_template_of(const std::filesystem::path& tokenizer_dir, std::string_view name = {}) {
+  if (!name.empty()) return builtin_chat_template(name);
+  const auto config = tokenizer_dir / "tokenizer_config.json";
+  if (std::filesystem::exists(config))
+    if (auto t = chat_template_from_config(config)) return std::move(*t);
+  return builtin_chat_template("minimind3");
 }
 
 }  // namespace minillm::tokenizer
