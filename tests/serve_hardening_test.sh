@@ -107,19 +107,20 @@ m.append({"role": "user", "content": "下一句"}); print(json.dumps({"messages"
 post "$small" /v1/chat/completions "$long"; expect 200 '"chat.completion"' "a conversation longer than the context"
 wait_log "$work/small.log" 'dropped the [0-9]* oldest' "trimming logged"
 # The queue holds none: while one request generates, a streamed one gets 503 before any event.
-curl -s -m 20 -o /dev/null "$small/v1/chat/completions" --data-binary "$(chat ',"max_tokens":230,"temperature":0')" &
+curl -sN -m 20 "$small/v1/chat/completions" --data-binary "$(chat ',"stream":true,"max_tokens":230,"temperature":0')" >"$work/busy" &
 busy=$!
-for _ in $(seq 50); do  # until the busy request has its place
-  status=$(curl -s -o "$work/body" -w '%{http_code}' -m 20 --data-binary "$(chat ',"stream":true,"max_tokens":4')" "$small/v1/chat/completions") || true
-  [ "$status" = 503 ] && break
-  sleep 0.05
-done
+for _ in $(seq 100); do grep -q '^data: ' "$work/busy" && break; sleep 0.05; done  # it is generating
+status=$(curl -s -o "$work/body" -w '%{http_code}' -m 20 --data-binary "$(chat ',"stream":true,"max_tokens":4')" "$small/v1/chat/completions") || true
 body=$(cat "$work/body"); expect 503 'too many requests are waiting' "a streamed request with the queue full"
 wait $busy || true
 # 6 connections held open: the next one is refused with 503 at once.
 for i in 3 4 5 6 7 8; do eval "exec $i<>/dev/tcp/127.0.0.1/${small##*:}"; done
-sleep 0.3
-status=$(curl -s -o "$work/body" -w '%{http_code}' -m 5 "$small/health") || true; body=$(cat "$work/body")
+for _ in $(seq 50); do  # until the server has taken them all
+  status=$(curl -s -o "$work/body" -w '%{http_code}' -m 5 "$small/health") || true
+  [ "$status" = 503 ] && break
+  sleep 0.1
+done
+body=$(cat "$work/body")
 expect 503 'too many connections' "a connection over --max-connections"
 for i in 3 4 5 6 7 8; do eval "exec $i>&-"; done
 sleep 0.5
