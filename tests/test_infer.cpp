@@ -70,9 +70,9 @@ TEST_CASE("sampling: the penalty applies before temperature; greedy ignores the 
 }
 
 TEST_CASE("sampling: any valid temperature gives finite probabilities; a tiny one draws the top token") {
-  const auto x = row({1.0f, 3.0f, 2.0f, -50.0f});
+  const auto x = row({1.0f, 5.0f, 4.0f, -50.0f});  // 5 / 1e-38 overflows a float, 4 / 1e-38 does not
   auto g = at::make_generator<at::CPUGeneratorImpl>(3);
-  for (const double t : {1e-38, 1e-30, 1e-8, 2.0}) {
+  for (const double t : {1e-45, 1e-38, 1e-30, 1e-8, 2.0}) {
     CAPTURE(t);
     const auto probs = process_logits(x, {}, {.temperature = t}).softmax(-1);
     CHECK(probs.isfinite().all().item<bool>());
