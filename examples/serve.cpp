@@ -8,17 +8,15 @@
 #include "inference_cli.hpp"
 #include "serve_connections.hpp"
 
-#include <minillm/tokenizer/unicode.hpp>
-
 #include <atomic>
 #include <cerrno>
-#include <cstring>
-#include <deque>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <mutex>
 
 namespace {
