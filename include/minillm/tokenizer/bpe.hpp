@@ -210,6 +210,23 @@ class BpeTokenizer {
     return encode(text, add_special_tokens, nullptr, scratch);
   }
 
+  // Like encode(), but special-token strings in the text are encoded as the plain text they are:
+  // what a user typed never becomes a control token.
+  std::vector<int32_t> encode_literal(std::string_view text) const {
+    Scratch scratch;
+    return encode(text, false, nullptr, scratch, /*special_tokens=*/false);
+  }
+
+  // The first special token written in `text` at or after `from`: {position, length}, or
+  // {npos, 0} when there is none.
+  std::pair<size_t, size_t> find_special(std::string_view text, size_t from = 0) const {
+    if (special_added_.empty) return {std::string_view::npos, 0};
+    for (size_t i = from; i < text.size(); ++i)
+      for (const auto* a : special_added_.by_first_byte[static_cast<uint8_t>(text[i])])  // longest first
+        if (text.compare(i, a->content.size(), a->content) == 0) return {i, a->content.size()};
+    return {std::string_view::npos, 0};
+  }
+
   // Encodes many texts on `threads` threads (0: all cores); results in input order. Each thread
   // keeps its own word cache, so threads never wait on each other.
   std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string>& texts, unsigned threads = 0,
@@ -393,7 +410,9 @@ class BpeTokenizer {
   }
 
   // local == nullptr: the tokenizer's shared cache (locked); else a caller-owned one (unlocked).
-  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens, WordCache* local, Scratch& s) const {
+  // special_tokens == false: special added tokens are not matched (their text is encoded as text).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens, WordCache* local, Scratch& s,
+                              bool special_tokens = true) const {
     unicode::require_valid_utf8(text);
     std::vector<int32_t> ids;
     auto model = [&](std::string_view piece) {  // pre-tokenize and BPE a piece free of added tokens
@@ -402,12 +421,12 @@ class BpeTokenizer {
       for (const auto& w : s.words) encode_word(w, ids, local);
     };
     // Added tokens matched in the raw text first, then normalized ones in each normalized rest.
-    split_added(text, raw_added_, ids, [&](std::string_view rest) {
+    split_added(text, raw_added_, special_tokens, ids, [&](std::string_view rest) {
       std::string_view norm = rest;
       if (!pipeline_.normalizer.empty() && pipeline_.normalizer.apply(rest, s.normalized)) norm = s.normalized;
       if (normalized_added_.empty) return model(norm);
       const std::string owned(norm);  // s.normalized is reused below
-      split_added(owned, normalized_added_, ids, model);
+      split_added(owned, normalized_added_, special_tokens, ids, model);
     });
     if (add_special_tokens && !pipeline_.template_ids.empty()) {
       std::vector<int32_t> out;
@@ -423,7 +442,7 @@ class BpeTokenizer {
   // HF's AddedVocabulary::find_matches: leftmost-longest matches, single_word ones only between
   // non-word characters, lstrip/rstrip taking the whitespace beside them.
   template <class F>
-  void split_added(std::string_view text, const AddedMatcher& m, std::vector<int32_t>& ids, F&& rest) const {
+  void split_added(std::string_view text, const AddedMatcher& m, bool special_tokens, std::vector<int32_t>& ids, F&& rest) const {
     if (text.empty()) return;
     if (m.empty) return rest(text);
     auto last_cp = [&](size_t end, size_t& start) {  // the code point ending at end
@@ -436,7 +455,7 @@ class BpeTokenizer {
     while (i < text.size()) {
       const AddedToken* hit = nullptr;
       for (const auto* a : m.by_first_byte[static_cast<uint8_t>(text[i])])
-        if (text.compare(i, a->content.size(), a->content) == 0) {
+        if ((special_tokens || !a->special) && text.compare(i, a->content.size(), a->content) == 0) {
           hit = a;
           break;
         }
@@ -592,11 +611,17 @@ class BpeTokenizer {
     // Normalized added tokens are matched by their normalized text.
     raw_added_ = {};
     normalized_added_ = {};
+    special_added_ = {};
     normalized_content_.clear();
     normalized_content_.reserve(added_.size());
     raw_added_.by_first_byte.assign(256, {});
     normalized_added_.by_first_byte.assign(256, {});
+    special_added_.by_first_byte.assign(256, {});
     for (const auto& a : added_) {
+      if (a.special) {  // find_special looks for them as written, in the raw text
+        special_added_.by_first_byte[static_cast<uint8_t>(a.content[0])].push_back(&a);
+        special_added_.empty = false;
+      }
       if (!a.normalized || pipeline_.normalizer.empty()) {
         auto& m = a.normalized ? normalized_added_ : raw_added_;
         m.by_first_byte[static_cast<uint8_t>(a.content[0])].push_back(&a);
@@ -612,7 +637,7 @@ class BpeTokenizer {
       normalized_added_.by_first_byte[static_cast<uint8_t>(p->content[0])].push_back(p);
       normalized_added_.empty = false;
     }
-    for (auto* m : {&raw_added_, &normalized_added_})
+    for (auto* m : {&raw_added_, &normalized_added_, &special_added_})
       for (auto& list : m->by_first_byte)
         std::stable_sort(list.begin(), list.end(), [](auto* x, auto* y) { return x->content.size() > y->content.size(); });
     added_by_id_.clear();
@@ -730,6 +755,7 @@ class BpeTokenizer {
   MergeTable merge_rank_;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> raw_vocab_;  // raw bytes -> id (ignore_merges)
   AddedMatcher raw_added_, normalized_added_;
+  AddedMatcher special_added_;  // the special tokens by their written content (find_special)
   std::vector<AddedToken> normalized_content_;  // normalized tokens with normalized content (reserved: stable)
   std::unordered_map<int32_t, const AddedToken*> added_by_id_;
   struct Cache {  // pre-token -> ids for encode(); batches use one WordCache per thread
