@@ -7,6 +7,8 @@
 
 #include <minillm/model.hpp>
 
+#include "stdout_status.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"Print a model's configuration and exact parameter count (total, and active per token for MoE)."};
   std::string preset, config_path;
@@ -25,7 +27,7 @@ int main(int argc, char** argv) {
       std::cout << "\narchitectures:";
       for (const auto& n : minillm::architecture_names()) std::cout << ' ' << n;
       std::cout << '\n';
-      return 0;
+      return stdout_status(0);
     }
     if (preset.empty() && config_path.empty()) {
       std::cerr << "error: give --preset NAME or --config FILE (see --help)\n";
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
     auto model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
     if (json_only) {
       std::cout << nlohmann::json(model->config()).dump(2) << '\n';
-      return 0;
+      return stdout_status(0);
     }
     const auto report = minillm::report_parameters(model->module(), model->config());
 
@@ -55,7 +57,7 @@ int main(int argc, char** argv) {
     };
     print_count("\ntotal parameters: ", report.total);
     if (report.active_per_token != report.total) print_count("active per token: ", report.active_per_token);
-    return 0;
+    return stdout_status(0);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;
