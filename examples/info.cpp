@@ -35,8 +35,15 @@ int main(int argc, char** argv) {
     }
     minillm::ModelConfig cfg = preset.empty() ? minillm::load_config(config_path) : minillm::preset_config(preset);
     cfg.architecture = minillm::resolve_architecture(cfg);
-    // Built on the meta device: shapes and counts without allocating or initialising weights.
-    auto model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
+    // Built on the meta device: shapes and counts without allocating or initialising weights,
+    // after validation has bounded every size (a config error names the file).
+    std::unique_ptr<minillm::AnyCausalLM> model;
+    try {
+      model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
+    } catch (const minillm::ConfigError& e) {
+      if (config_path.empty()) throw;
+      throw minillm::ConfigError(config_path + ": " + e.what());
+    }
     if (json_only) {
       std::cout << nlohmann::json(model->config()).dump(2) << '\n';
       return stdout_status(0);

@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
     cli.prepare_output();
     const auto tok = minillm::tokenizer::BpeTokenizer::from_file(std::filesystem::path(cli.tokenizer) / "tokenizer.json");
     const auto vocab = static_cast<uint64_t>(tok.vocab_size());
-    for (const auto& s : train_shards)
+    // Opening a shard also finds any id outside its vocabulary, so after this every id the model
+    // sees is below the tokenizer's vocabulary size (the model's is at least that: make_model).
+    std::vector<std::string> all_shards = train_shards;
+    all_shards.insert(all_shards.end(), val_shards.begin(), val_shards.end());
+    for (const auto& s : all_shards)
       if (const auto v = minillm::data::TokenShard(s).header().vocab_size; v != vocab)
         throw std::invalid_argument(s + ": shard was made with a vocabulary of " + std::to_string(v) +
                                     " tokens, the tokenizer has " + std::to_string(vocab));

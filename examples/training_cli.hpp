@@ -95,6 +95,9 @@ struct Options {
                                       std::to_string(asked.hidden_size) + ", " + std::to_string(asked.num_hidden_layers) +
                                       " layers)");
       }
+      if (cfg.vocab_size < vocab)
+        throw std::invalid_argument((resume_dir / "config.json").string() + ": vocab_size (" + std::to_string(cfg.vocab_size) +
+                                    ") is smaller than the tokenizer's vocabulary (" + std::to_string(vocab) + ")");
       check_seq_len(cfg);
       cfg.architecture = minillm::resolve_architecture(cfg);
       // The checkpoint's config against its weights' headers, before the model is allocated.

@@ -44,7 +44,7 @@ fails("bad_first.txt:1: input is not valid UTF-8" ${eval} --text "${WORK}/bad_fi
 
 # minillm-info: a config with 1e9 layers is refused by validation, naming the field.
 file(WRITE "${WORK}/huge.json" "{\"model_type\": \"llama\", \"num_hidden_layers\": 1000000000}")
-fails("num_hidden_layers \\(1000000000\\) exceeds the supported maximum" "${TOOLS}/minillm-info" --config "${WORK}/huge.json")
+fails("huge.json: num_hidden_layers \\(1000000000\\) exceeds the supported maximum" "${TOOLS}/minillm-info" --config "${WORK}/huge.json")
 
 # Training runs into one --out: a used --out is refused without --resume / --overwrite; resume
 # checks --steps and the data order; a damaged newest checkpoint is passed over, said on the
@@ -76,6 +76,13 @@ endforeach()
 if(NOT steps STREQUAL "1;2;3;4;5;6;7;8")
   message(FATAL_ERROR "metrics.jsonl steps after the resume: ${steps} (expected each of 1..8 once)")
 endif()
+# A checkpoint whose config.json shrank the vocabulary below the tokenizer's: refused on resume,
+# naming the file (its ids would otherwise reach past the embedding only when a batch held them).
+file(READ "${out}/checkpoint-00000008/config.json" config)
+string(REPLACE "\"vocab_size\": 6400" "\"vocab_size\": 100" shrunk "${config}")
+file(WRITE "${out}/checkpoint-00000008/config.json" "${shrunk}")
+fails("checkpoint-00000008/config.json: vocab_size \\(100\\) is smaller than the tokenizer's vocabulary \\(6400\\)"
+      "${TOOLS}/minillm-pretrain" ${common} --steps 10 --resume)
 # --overwrite starts afresh: the earlier run's checkpoints and metrics are gone, this run's kept.
 run("${TOOLS}/minillm-pretrain" ${common} --steps 2 --overwrite)
 file(GLOB checkpoints LIST_DIRECTORIES true RELATIVE "${out}" "${out}/checkpoint-*")
