@@ -5,12 +5,13 @@
 #   safetensors     the safetensors header parser           tests/fuzz/safetensors_header_fuzz.cpp
 #   tokenizer       tokenizer.json loading, encode, decode  tests/fuzz/tokenizer_json_fuzz.cpp
 #   chat-template   the Jinja chat-template engine          tests/fuzz/chat_template_fuzz.cpp
+#   config          config.json parsing and validation      tests/fuzz/config_fuzz.cpp
 #   all             each mode above for SECONDS
 # Each mode writes small valid seeds, then keeps its corpus, log and crash inputs under
 # build-fuzz/MODE. Prints the run time, executions and corpus size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-modes=(safetensors tokenizer chat-template)
+modes=(safetensors tokenizer chat-template config)
 mode=safetensors
 case "${1:-}" in
   "" | [0-9]*) ;;
@@ -95,6 +96,9 @@ open(os.path.join(sys.argv[1], "features.jinja"), "w").write(
     "{# c #}{% raw %}{{ r }}{% endraw %}{% generation %}g{% endgeneration %}{{ 7 // 2 ** 2 % 3 if true else raise_exception('no') }}")
 PY
 }
+seeds_config() {  # the config.json files of the HF fixtures
+  for f in tests/data/hf/*/config.json; do cp "$f" "$1/$(basename "$(dirname "$f")").json"; done
+}
 # The tokenizer dictionary: tokenizer.json field and type names the mutator should try.
 dict_tokenizer() {
   python3 - "$1" <<'PY'
@@ -121,6 +125,7 @@ fuzz() {
                    flags=(-max_len=16384 -timeout=10 -rss_limit_mb=2048 -dict="$out/tokenizer.dict") ;;
     chat-template) source=chat_template_fuzz; seeds_chat_template "$out/seeds"
                    flags=(-max_len=8192 -timeout=10 -rss_limit_mb=2048 -dict=tests/fuzz/jinja.dict) ;;
+    config)        source=config_fuzz; seeds_config "$out/seeds"; flags=(-max_len=4096 -dict=tests/fuzz/config.dict) ;;
   esac
   clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Iinclude "tests/fuzz/$source.cpp" "${libs[@]}" -o "$out/$source"

@@ -2,11 +2,15 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <functional>
+
+#include <unistd.h>
 
 #include <minillm/tokenizer/bpe.hpp>
 #include <minillm/tokenizer/stream_decoder.hpp>
 #include <minillm/tokenizer/trainer.hpp>
 #include <minillm/tokenizer/chat_template.hpp>
+#include <minillm/tokenizer/document_markers.hpp>
 #include <minillm/tokenizer/jinja_templates.hpp>
 
 #include <map>
@@ -338,7 +342,7 @@ TEST_CASE("chat template: tokenizer_config.json chat_template must be a string o
   CHECK(error_for(R"({"chat_template": 5})") == path.string() + ": chat_template must be a string or a list of named templates, not number");
   CHECK(error_for(R"({"chat_template": {"a": 1}})") == path.string() + ": chat_template must be a string or a list of named templates, not object");
   CHECK(error_for(R"({"chat_template": [{"name": "tool_use", "template": "x"}]})") == path.string() + ": chat_template list has no \"default\" template");
-  CHECK(error_for(R"({"chat_template": )") == path.string() + ": not a JSON object");
+  CHECK(error_for(R"({"chat_template": )").rfind(path.string() + ": not valid JSON: ", 0) == 0);
   // A list: the "default" entry; the special tokens become variables.
   std::ofstream(path) << R"({"bos_token": {"content": "<s>"}, "eos_token": "</s>", "chat_template": [
       {"name": "tool_use", "template": "T"}, {"name": "default", "template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"}]})";
@@ -606,4 +610,31 @@ TEST_CASE("tokenizer: malformed tokenizer.json gives errors naming the file and 
   std::ofstream(path) << "{\"model\": ";
   CHECK(error_of([&] { BpeTokenizer::from_file(path); }).rfind(prefix + "not valid JSON: ", 0) == 0);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("tokenizer: a malformed tokenizer_config.json is an error naming the file, never the default template") {
+  const auto dir = std::filesystem::temp_directory_path() / ("minillm_tokcfg_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto tok = BpeTokenizer::from_file(std::filesystem::path(MINILLM_TEST_DATA_DIR) / "tokenizer/minimind/tokenizer.json");
+  const auto file = (dir / "tokenizer_config.json").string();
+  auto message = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const TokenizerError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  // Absent: the documented defaults.
+  CHECK(minillm::tokenizer::chat_template_of(dir).name() == "built-in template minimind3");
+  std::ofstream(file) << "{\"chat_template\": \"{{ messages\"";  // cut off
+  CHECK(message([&] { minillm::tokenizer::chat_template_of(dir); }).find(file + ": not valid JSON") != std::string::npos);
+  CHECK(message([&] { minillm::document_markers(dir, tok); }).find(file + ": not valid JSON") != std::string::npos);
+  std::ofstream(file) << "[1, 2]";
+  CHECK(message([&] { minillm::tokenizer::chat_template_of(dir); }).find(file + ": expected a JSON object, got array") !=
+        std::string::npos);
+  std::ofstream(file) << "{\"chat_template\": 7}";
+  CHECK(message([&] { minillm::tokenizer::chat_template_of(dir); }).find(file + ": chat_template must be a string or a list of named templates, not number") !=
+        std::string::npos);
+  std::filesystem::remove_all(dir);
 }

@@ -36,6 +36,22 @@ struct GenerationOptions {
   bool cuda_graph = true;
 };
 
+// The model gave non-finite logits (NaN or inf weights, or an overflow): nothing sensible can be
+// generated from them.
+struct GenerationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// logits: (B, V) for generated token `token`. One reduction and one host read per token; argmax
+// over NaN would otherwise pick an arbitrary id, and sampling would fail inside LibTorch.
+inline void check_finite_logits(const at::Tensor& logits, int64_t token) {
+  if (at::isfinite(logits).all().item<bool>()) return;
+  const auto rows = at::isfinite(logits.reshape({-1, logits.size(-1)})).all(-1).logical_not().nonzero();  // (bad, 1)
+  throw GenerationError("the model gave non-finite logits (NaN or inf) for generated token " + std::to_string(token) +
+                        " of row " + std::to_string(rows[0][0].item<int64_t>()) +
+                        ": its weights may be damaged (check them for NaN / inf)");
+}
+
 enum class FinishReason { stop, length, cancelled };
 
 inline std::string_view finish_reason_name(FinishReason r) {
@@ -215,6 +231,7 @@ class Generator {
     auto logits = step(ids.to(device), longest);
     for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
       const int64_t seen = longest + i;
+      check_finite_logits(logits, i);
       const auto next = sample_next(drawable(logits), context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
       const at::Tensor next_cpu = next.to(at::kCPU);
       const auto* next_ids = next_cpu.data_ptr<int64_t>();

@@ -66,6 +66,35 @@ inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
   }
 }
 
+// Compares the parameter shapes `cfg` implies (the model built on the meta device: no memory) with
+// the checkpoint's tensors (views of the mapped files), before anything is allocated. A mismatch
+// names the parameter, both shapes, and the config fields whose value the differing sizes are.
+inline void check_shapes_before_loading(const ModelConfig& cfg, std::map<std::string, at::Tensor> tensors,
+                                        const std::filesystem::path& config_file) {
+  std::unique_ptr<AnyCausalLM> meta;
+  try {
+    meta = make_model(cfg, at::TensorOptions().device(at::kMeta));
+  } catch (const ConfigError& e) {
+    throw ConfigError(config_file.string() + ": " + e.what());
+  }
+  split_fused_experts(tensors);
+  const nlohmann::json fields = meta->config();
+  for (const auto& p : meta->module().named_parameters()) {
+    const auto it = tensors.find(p.key());
+    if (it == tensors.end() || it->second.sizes() == p.value().sizes()) continue;  // missing keys: load_state's report
+    std::string named;
+    for (int64_t d = 0; d < p.value().dim(); ++d) {
+      const auto want = p.value().size(d);
+      if (d < it->second.dim() && it->second.size(d) == want) continue;
+      for (const auto& [key, v] : fields.items())
+        if (v.is_number_integer() && v.get<int64_t>() == want) named += (named.empty() ? "" : ", ") + key + " " + std::to_string(want);
+    }
+    throw CheckpointError(config_file.string() + " does not match the weights: " + p.key() + " is " +
+                          shape_of(it->second) + " in the checkpoint, the config makes it " + shape_of(p.value()) +
+                          (named.empty() ? "" : " (" + named + ")"));
+  }
+}
+
 }  // namespace detail
 
 // Copies `tensors` into the module's parameters (converting dtype and device). Throws on a shape
@@ -108,9 +137,16 @@ inline std::unique_ptr<AnyCausalLM> load_pretrained(const std::filesystem::path&
   if (!std::filesystem::is_directory(dir)) throw CheckpointError(dir.string() + ": not a checkpoint directory");
   auto cfg = load_config(dir / "config.json");
   cfg.architecture = resolve_architecture(cfg);
+  std::map<std::string, at::Tensor> tensors;
+  try {
+    tensors = io::load_safetensors_dir(dir);
+  } catch (const std::exception& e) {
+    throw CheckpointError(dir.string() + ": " + e.what());
+  }
+  detail::check_shapes_before_loading(cfg, tensors, dir / "config.json");
   auto model = make_model(cfg, options);
   try {
-    auto r = load_state(model->module(), model->config(), io::load_safetensors_dir(dir), strict);
+    auto r = load_state(model->module(), model->config(), std::move(tensors), strict);
     if (report != nullptr) *report = std::move(r);
   } catch (const std::exception& e) {
     throw CheckpointError(dir.string() + ": " + e.what());

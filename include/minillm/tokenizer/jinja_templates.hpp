@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "minillm/tokenizer/chat_template.hpp"
+#include "minillm/tokenizer/tokenizer_config.hpp"
 
 namespace minillm::tokenizer {
 
@@ -148,10 +149,8 @@ inline nlohmann::ordered_json special_tokens_of(const nlohmann::ordered_json& co
 // is absent or null. A file that is not JSON, a template of another type or a template that does
 // not parse is an error naming the file.
 inline std::optional<ChatTemplate> chat_template_from_config(const std::filesystem::path& config_path) {
-  std::ifstream in(config_path, std::ios::binary);
-  if (!in) throw TokenizerError("cannot open " + config_path.string());
-  const auto cfg = nlohmann::ordered_json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (cfg.is_discarded() || !cfg.is_object()) throw TokenizerError(config_path.string() + ": not a JSON object");
+  if (!std::filesystem::exists(config_path)) throw TokenizerError("cannot open " + config_path.string());
+  const auto cfg = read_json_object(config_path);
   if (!cfg.contains("chat_template") || cfg["chat_template"].is_null()) return std::nullopt;
   const auto& field = cfg["chat_template"];
   std::string source;
