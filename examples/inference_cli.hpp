@@ -87,7 +87,7 @@ struct Session {
     const size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
     size_t removed = 0;
     while (true) {
-      auto ids = tokenizer.encode(tk::render_chat(messages, format, opt));
+      auto ids = tk::encode_chat(tokenizer, messages, format, opt);  // the messages' text never becomes a control token
       if (static_cast<int64_t>(ids.size()) + max_new_tokens <= context()) {
         if (dropped != nullptr) *dropped = removed;
         return ids;

@@ -3,17 +3,20 @@
 // Routes: POST /v1/chat/completions (stream: SSE chunks ending with "data: [DONE]"),
 // POST /v1/completions, GET /v1/models, GET /health. Requests are validated and answered with
 // OpenAI-style error JSON; generations run one at a time in arrival order (the rest wait, up to
-// --max-queue); a streaming client that disconnects stops its generation.
+// --max-queue, else 503); a client that disconnects stops its generation. Connections are limited
+// in number and in the time a request may take to arrive (serve_connections.hpp).
 #include "inference_cli.hpp"
-
-#include <httplib.h>
+#include "serve_connections.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <mutex>
 
 namespace {
@@ -35,42 +38,62 @@ ApiError invalid(const std::string& message, const std::string& param = {}) {
 }
 
 std::string error_body(const std::string& message, const std::string& type, const std::string& param = {}) {
+  // Bytes that are not UTF-8 (a message quoting the request) become U+FFFD rather than an exception.
   return json{{"error", {{"message", message}, {"type", type}, {"param", param.empty() ? json() : json(param)}, {"code", nullptr}}}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
+
+// What a client sees of an unexpected failure; the details go to the server's log only.
+constexpr const char* kInternalError = "internal error while generating; the server log has the details";
+
+void log_failure(const std::string& id, const char* what) { std::fprintf(stderr, "%s: failed: %s\n", id.c_str(), what); }
 
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// First come, first served: each generation takes a ticket and waits for its turn.
+// First come, first served: a request takes its place in line when it arrives (503 when
+// --max-queue already wait, before any response has started) and generates when it is first.
 class FairQueue {
  public:
   explicit FairQueue(size_t max_waiting) : max_waiting_(max_waiting) {}
-  class Turn {
+  class Place {
    public:
-    explicit Turn(FairQueue& q) : q_(q) {
-      std::unique_lock lock(q_.mutex_);
-      if (q_.next_ticket_ - q_.serving_ > q_.max_waiting_)
-        throw ApiError(503, "server_error", "too many requests are waiting (" + std::to_string(q_.max_waiting_) + "); retry later");
-      ticket_ = q_.next_ticket_++;
-      q_.turn_.wait(lock, [&] { return q_.serving_ == ticket_; });
-    }
-    ~Turn() {
+    explicit Place(FairQueue& q) : q_(q) {
       std::lock_guard lock(q_.mutex_);
-      ++q_.serving_;
+      if (q_.line_.size() > q_.max_waiting_)
+        throw ApiError(503, "server_error", "too many requests are waiting (" + std::to_string(q_.max_waiting_) + "); retry later");
+      id_ = q_.next_id_++;
+      q_.line_.push_back(id_);
+    }
+    Place(const Place&) = delete;
+    Place& operator=(const Place&) = delete;
+    ~Place() {
+      std::lock_guard lock(q_.mutex_);
+      q_.line_.erase(std::find(q_.line_.begin(), q_.line_.end(), id_));
       q_.turn_.notify_all();
+    }
+    // Blocks until this place is first; false if the client hangs up before.
+    bool wait() {
+      auto* connection = serve::Connection::current();
+      std::unique_lock lock(q_.mutex_);
+      while (q_.line_.front() != id_) {
+        if (connection != nullptr && connection->gone()) return false;
+        q_.turn_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+      return true;
     }
 
    private:
     FairQueue& q_;
-    uint64_t ticket_ = 0;
+    uint64_t id_ = 0;
   };
 
  private:
   std::mutex mutex_;
   std::condition_variable turn_;
-  uint64_t next_ticket_ = 0, serving_ = 0;
+  std::deque<uint64_t> line_;  // the first generates, the rest wait
+  uint64_t next_id_ = 0;
   size_t max_waiting_;
 };
 
@@ -95,6 +118,10 @@ T number_field(const json& body, const char* key, T lo, T hi, T fallback) {
   return x;
 }
 
+const char* max_tokens_key(const json& body) {
+  return body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+}
+
 // Fields every completion request shares: sampling, max_tokens, stop, seed, stream, n.
 Request common_fields(const json& body, const inference_cli::Session& s, const inference_cli::Options& defaults,
                       int64_t prompt_tokens) {
@@ -104,7 +131,7 @@ Request common_fields(const json& body, const inference_cli::Session& s, const i
   const int64_t room = s.context() - prompt_tokens;
   if (room < 1) throw invalid("the prompt (" + std::to_string(prompt_tokens) + " tokens) fills the model's context (" +
                               std::to_string(s.context()) + " tokens)", "messages");
-  const char* max_key = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const char* max_key = max_tokens_key(body);
   g.max_new_tokens = number_field<int64_t>(body, max_key, 1, room, std::min(defaults.max_new_tokens, room));
   g.sampling.temperature = number_field<double>(body, "temperature", 0.0, 2.0, g.sampling.temperature);
   g.sampling.top_p = number_field<double>(body, "top_p", 0.0, 1.0, g.sampling.top_p);
@@ -146,10 +173,36 @@ void log_generation(const std::string& id, const infer::Generation& g, std::chro
                std::string(infer::finish_reason_name(g.finish)).c_str());
 }
 
-json parse_body(const httplib::Request& req) {
+// The path of the first string (key or value) in `j` containing U+FFFD, e.g. messages[1].content.
+std::optional<std::string> path_to_replacement(const json& j, const std::string& path = {}) {
+  static const std::string mark = "\xEF\xBF\xBD";
+  if (j.is_string()) return j.get_ref<const std::string&>().find(mark) != std::string::npos ? std::optional(path) : std::nullopt;
+  if (j.is_array())
+    for (size_t i = 0; i < j.size(); ++i)
+      if (auto p = path_to_replacement(j[i], path + "[" + std::to_string(i) + "]")) return p;
+  if (j.is_object())
+    for (const auto& [key, value] : j.items()) {
+      const auto here = path.empty() ? key : path + "." + key;
+      if (key.find(mark) != std::string::npos) return here;
+      if (auto p = path_to_replacement(value, here)) return p;
+    }
+  return std::nullopt;
+}
+
+json parse_body(const std::string& text) {
+  if (tk::BpeTokenizer::to_valid_utf8(text) != text) {
+    // Name the field: parse with the bad bytes replaced by U+FFFD and find them.
+    std::optional<std::string> where;
+    try {
+      where = path_to_replacement(json::parse(tk::BpeTokenizer::to_valid_utf8(text)));
+    } catch (const json::exception&) {
+    }
+    if (!where || where->empty()) throw invalid("the request body is not valid UTF-8");
+    throw invalid("'" + *where + "' is not valid UTF-8", where->substr(0, where->find_first_of(".[")));
+  }
   json body;
   try {
-    body = json::parse(req.body);
+    body = json::parse(text);
   } catch (const json::exception& e) {
     throw invalid(std::string("the request body is not valid JSON: ") + e.what());
   }
@@ -157,10 +210,31 @@ json parse_body(const httplib::Request& req) {
   return body;
 }
 
+// The request's body, refused with 413 past `max_body` bytes whatever its transfer encoding
+// (cpp-httplib checks Content-Length only).
+std::string read_body(const httplib::ContentReader& reader, const httplib::Response& res, size_t max_body) {
+  std::string body;
+  bool too_large = res.status == 413;
+  const bool ok = reader([&](const char* data, size_t n) {
+    too_large = too_large || body.size() + n > max_body;
+    if (!too_large) body.append(data, n);
+    return !too_large;
+  });
+  if (!ok || too_large) {
+    // The rest of the body stays unread: this connection cannot carry another request.
+    if (auto* connection = serve::Connection::current()) connection->close_after_response();
+    if (too_large || res.status == 413)
+      throw ApiError(413, "invalid_request_error", "the request body is larger than --max-body (" + std::to_string(max_body) + " bytes)");
+    throw invalid("the request body could not be read (cut short or too slow)");
+  }
+  return body;
+}
+
 class Server {
  public:
-  Server(inference_cli::Session& session, inference_cli::Options defaults, std::string api_key, size_t max_queue)
-      : s_(session), defaults_(std::move(defaults)), api_key_(std::move(api_key)), queue_(max_queue) {}
+  Server(inference_cli::Session& session, inference_cli::Options defaults, std::string api_key, size_t max_queue,
+         size_t max_body)
+      : s_(session), defaults_(std::move(defaults)), api_key_(std::move(api_key)), queue_(max_queue), max_body_(max_body) {}
 
   void routes(httplib::Server& http) {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -171,10 +245,10 @@ class Server {
                       "application/json");
       return httplib::Server::HandlerResponse::Handled;
     });
-    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    http.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
       const std::string message = res.status == 404   ? "no such route"
-                                  : res.status == 413 ? "the request body is too large"
+                                  : res.status == 413 ? "the request body is larger than --max-body (" + std::to_string(max_body_) + " bytes)"
                                                       : "request failed (HTTP " + std::to_string(res.status) + ")";
       res.set_content(error_body(message, res.status >= 500 ? "server_error" : "invalid_request_error"), "application/json");
     });
@@ -186,12 +260,28 @@ class Server {
                            {"data", json::array({{{"id", s_.name}, {"object", "model"}, {"created", started_}, {"owned_by", "minillm"}}})}};
       res.set_content(models.dump(), "application/json");
     });
-    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(res, [&] { return chat_request(parse_body(req)); }, true);
+    using Reader = httplib::ContentReader;
+    http.Post("/v1/chat/completions", [this](const httplib::Request&, httplib::Response& res, const Reader& reader) {
+      handle(res, [&] { return chat_request(parse_body(read_body(reader, res, max_body_))); }, true);
     });
-    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      handle(res, [&] { return completion_request(parse_body(req)); }, false);
+    http.Post("/v1/completions", [this](const httplib::Request&, httplib::Response& res, const Reader& reader) {
+      handle(res, [&] { return completion_request(parse_body(read_body(reader, res, max_body_))); }, false);
     });
+    // A known route asked with another method: 405 naming the one it takes.
+    for (const auto& [path, allowed] : {std::pair{"/health", "GET"}, {"/v1/models", "GET"}, {"/v1/chat/completions", "POST"},
+                                        {"/v1/completions", "POST"}}) {
+      const auto refuse = [allowed = std::string(allowed)](const httplib::Request& req, httplib::Response& res) {
+        res.status = 405;
+        res.set_header("Allow", allowed);
+        res.set_content(error_body(req.method + " is not allowed here; use " + allowed, "invalid_request_error"),
+                        "application/json");
+      };
+      if (allowed != std::string("GET")) http.Get(path, refuse);
+      if (allowed != std::string("POST")) http.Post(path, refuse);
+      http.Put(path, refuse);
+      http.Patch(path, refuse);
+      http.Delete(path, refuse);
+    }
   }
 
  private:
@@ -208,8 +298,17 @@ class Server {
     for (size_t i = 0; i < body["messages"].size(); ++i)
       if (!body["messages"][i].contains("content") || !body["messages"][i]["content"].is_string())
         throw invalid("'messages': message " + std::to_string(i) + " needs a \"content\" string", "messages");
-    const auto text = tk::render_chat(messages, s_.format, {.add_generation_prompt = true});
-    const auto ids = s_.tokenizer.encode(text);
+    // The oldest turns after the system prompt are dropped until the answer's tokens fit.
+    const int64_t most = s_.context() - 1;
+    const auto answer = number_field<int64_t>(body, max_tokens_key(body), 1, most, std::min(defaults_.max_new_tokens, most));
+    std::vector<int32_t> ids;
+    size_t dropped = 0;
+    try {
+      ids = s_.prompt(messages, answer, /*think=*/false, &dropped);
+    } catch (const std::length_error& e) {
+      throw invalid(e.what(), "messages");
+    }
+    if (dropped > 0) std::fprintf(stderr, "dropped the %zu oldest message(s) to fit the context\n", dropped);
     auto r = common_fields(body, s_, defaults_, static_cast<int64_t>(ids.size()));
     r.prompt = ids;
     return r;
@@ -226,24 +325,26 @@ class Server {
 
   template <class Parse>
   void handle(httplib::Response& res, Parse parse, bool chat) {
+    const auto id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
     try {
       auto r = std::make_shared<Request>(parse());
-      const auto id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id_++);
+      auto place = std::make_shared<FairQueue::Place>(queue_);  // 503 here, before any response
       if (r->stream) {
         res.set_header("Cache-Control", "no-cache");
-        res.set_chunked_content_provider("text/event-stream", [this, r, id, chat](size_t, httplib::DataSink& sink) {
-          stream(*r, id, chat, sink);
+        res.set_chunked_content_provider("text/event-stream", [this, r, place, id, chat](size_t, httplib::DataSink& sink) {
+          stream(*r, *place, id, chat, sink);
           return true;
         });
       } else {
-        res.set_content(complete(*r, id, chat).dump(), "application/json");
+        res.set_content(complete(*r, *place, id, chat).dump(), "application/json");
       }
     } catch (const ApiError& e) {
       res.status = e.status;
       res.set_content(error_body(e.what(), e.type, e.param), "application/json");
     } catch (const std::exception& e) {
+      log_failure(id, e.what());
       res.status = 500;
-      res.set_content(error_body(e.what(), "server_error"), "application/json");
+      res.set_content(error_body(kInternalError, "server_error"), "application/json");
     }
   }
 
@@ -252,14 +353,14 @@ class Server {
             {"created", unix_time()}, {"model", s_.name}};
   }
 
-  json complete(const Request& r, const std::string& id, bool chat) {
-    infer::Generation g;
-    {
-      FairQueue::Turn turn(queue_);
-      const auto start = std::chrono::steady_clock::now();
-      g = generator_.generate(r.prompt, r.options);
-      log_generation(id, g, start);
-    }
+  json complete(const Request& r, FairQueue::Place& place, const std::string& id, bool chat) {
+    auto* connection = serve::Connection::current();
+    if (!place.wait()) throw ApiError(499, "invalid_request_error", "the client closed the connection");
+    const auto start = std::chrono::steady_clock::now();
+    // A client that hangs up cancels its generation (checked at every piece of text).
+    const auto g = generator_.generate(r.prompt, r.options,
+                                       [&](size_t, std::string_view) { return connection == nullptr || !connection->gone(); });
+    log_generation(id, g, start);
     auto out = envelope(id, chat, false);
     json choice = {{"index", 0}};
     if (chat) choice["message"] = {{"role", "assistant"}, {"content", g.text}};
@@ -271,7 +372,8 @@ class Server {
     return out;
   }
 
-  void stream(const Request& r, const std::string& id, bool chat, httplib::DataSink& sink) {
+  // Never throws: whatever fails becomes an error event and the stream ends cleanly.
+  void stream(const Request& r, FairQueue::Place& place, const std::string& id, bool chat, httplib::DataSink& sink) {
     auto send = [&](const json& choice) {
       auto chunk = envelope(id, chat, true);
       chunk["choices"] = json::array({choice});
@@ -285,8 +387,12 @@ class Server {
       c["finish_reason"] = nullptr;
       return c;
     };
+    auto send_error = [&](const std::string& message, const std::string& type) {
+      const auto line = "data: " + error_body(message, type) + "\n\n";
+      sink.write(line.data(), line.size());
+    };
     try {
-      FairQueue::Turn turn(queue_);
+      if (!place.wait()) return sink.done();
       const auto start = std::chrono::steady_clock::now();
       if (chat && !send({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}})) return;
       // A failed write means the client has gone: the callback's false stops the generation.
@@ -301,8 +407,13 @@ class Server {
       const std::string done = "data: [DONE]\n\n";
       sink.write(done.data(), done.size());
     } catch (const ApiError& e) {
-      const auto line = "data: " + error_body(e.what(), e.type) + "\n\n";
-      sink.write(line.data(), line.size());
+      send_error(e.what(), e.type);
+    } catch (const std::exception& e) {
+      log_failure(id, e.what());
+      send_error(kInternalError, "server_error");
+    } catch (...) {
+      log_failure(id, "unknown exception");
+      send_error(kInternalError, "server_error");
     }
     sink.done();
   }
@@ -311,13 +422,14 @@ class Server {
   inference_cli::Options defaults_;
   std::string api_key_;
   FairQueue queue_;
+  size_t max_body_;
   // Used by one request at a time (the queue's turn); it keeps the recorded CUDA decode step.
   infer::Generator<minillm::AnyCausalLM> generator_{*s_.model, s_.tokenizer};
   std::atomic<uint64_t> next_id_{1};
   int64_t started_ = unix_time();
 };
 
-httplib::Server* running = nullptr;
+serve::Server* running = nullptr;
 
 }  // namespace
 
@@ -327,26 +439,52 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1", api_key;
   int port = 8000;
   size_t max_body = 1 << 20, max_queue = 64;
+  serve::ConnectionLimits limits;
+  double request_timeout = 10, keep_alive = 5;
   o.max_new_tokens = 256;
   o.add_to(app);
   app.add_option("--host", host, "address to bind (0.0.0.0 for every interface)")->capture_default_str();
   app.add_option("--port", port, "TCP port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
   app.add_option("--api-key", api_key, "require 'Authorization: Bearer KEY' on /v1/ routes (default: $MINILLM_API_KEY)");
-  app.add_option("--max-body", max_body, "largest request body in bytes")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--max-body", max_body, "largest request body in bytes (413 past it, chunked or not)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--max-queue", max_queue, "requests that may wait for the model before 503")->capture_default_str();
+  app.add_option("--max-connections", limits.max_connections, "connections open at once; more are answered 503")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--request-timeout", request_timeout, "seconds a request (line, headers, body) may take to arrive")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--keep-alive", keep_alive, "seconds an idle connection is kept for its next request")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto millis = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  limits.request_timeout = millis(request_timeout);
+  limits.keep_alive = millis(keep_alive);
   if (api_key.empty())
     if (const char* env = std::getenv("MINILLM_API_KEY")) api_key = env;
 
   try {
     minillm::set_num_threads(o.threads);
     auto session = inference_cli::load_session(o);
-    Server server(session, o, api_key, max_queue);
-    httplib::Server http;
+    Server server(session, o, api_key, max_queue, max_body);
+    serve::Server http(limits, error_body("too many connections (" + std::to_string(limits.max_connections) +
+                                              "); retry later", "server_error"));
     http.set_payload_max_length(max_body);
+    // SO_REUSEADDR only: httplib's default SO_REUSEPORT would let a second server share the port.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     server.routes(http);
+    errno = 0;
     const int bound = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
-    if (bound < 0) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
+    if (bound < 0)
+      throw std::runtime_error(errno == EADDRINUSE ? "port " + std::to_string(port) + " is in use"
+                                                   : "cannot listen on " + host + ":" + std::to_string(port) +
+                                                         (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
     running = &http;
     std::signal(SIGINT, [](int) { running->stop(); });
     std::signal(SIGTERM, [](int) { running->stop(); });

@@ -62,7 +62,7 @@ request POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"
 request POST /v1/completions '{"prompt":""}';                                  expect 400 '"param":"prompt"' "empty prompt"
 head -c 200000 /dev/zero | tr '\0' 'a' > "$work/big"
 status=$(curl -s -o "$work/body" -w '%{http_code}' "${auth[@]}" -H 'Content-Type: application/json' --data-binary @"$work/big" "$base/v1/chat/completions"); body=$(cat "$work/body")
-expect 413 'too large' "oversized body"
+expect 413 'larger than --max-body' "oversized body"
 request GET /v1/nothing;                                                       expect 404 '"error"' "unknown route"
 request POST /v1/chat/completions "$chat";                                     expect 200 '"chat.completion"' "a good request after the bad ones"
 

@@ -59,7 +59,7 @@ TEST_CASE("sampling: the penalty applies before temperature; greedy ignores the 
   auto g = at::make_generator<at::CPUGeneratorImpl>(1);
   CHECK(sample_next(x, context, o, g).item<int64_t>() == 1);  // 2.0 / 1.5 < 1.9
   const auto p = process_logits(x, context, {.temperature = 0.5, .repetition_penalty = 1.5});
-  CHECK(p[0][0].item<float>() == doctest::Approx(2.0 / 1.5 / 0.5));
+  CHECK(p[0][0].item<float>() - p[0][1].item<float>() == doctest::Approx((2.0 / 1.5 - 1.9) / 0.5));
   SamplingOptions s{.temperature = 1.0};
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(7), g2 = at::make_generator<at::CPUGeneratorImpl>(7);
   const auto wide = at::zeros({1, 50});
@@ -67,6 +67,18 @@ TEST_CASE("sampling: the penalty applies before temperature; greedy ignores the 
     CHECK(sample_next(wide, {}, s, g1).item<int64_t>() == sample_next(wide, {}, s, g2).item<int64_t>());
   CHECK_MESSAGE_CONTAINS(test::message_of([] { SamplingOptions{.top_p = 1.5}.validate(); }), "top_p (1.5");
   CHECK_MESSAGE_CONTAINS(test::message_of([] { SamplingOptions{.temperature = -1}.validate(); }), "temperature (-1");
+}
+
+TEST_CASE("sampling: any valid temperature gives finite probabilities; a tiny one draws the top token") {
+  const auto x = row({1.0f, 5.0f, 4.0f, -50.0f});  // 5 / 1e-38 overflows a float, 4 / 1e-38 does not
+  auto g = at::make_generator<at::CPUGeneratorImpl>(3);
+  for (const double t : {1e-45, 1e-38, 1e-30, 1e-8, 2.0}) {
+    CAPTURE(t);
+    const auto probs = process_logits(x, {}, {.temperature = t}).softmax(-1);
+    CHECK(probs.isfinite().all().item<bool>());
+    CHECK(probs.sum().item<float>() == doctest::Approx(1.0));
+    if (t < 1e-6) CHECK(sample_next(x, {}, {.temperature = t, .top_p = 0.9}, g).item<int64_t>() == 1);
+  }
 }
 
 TEST_CASE("generation: prefill + cached decode equals the full forward for every preset (2 layers, tolerance 1e-4)") {
@@ -232,4 +244,47 @@ TEST_CASE("generation: streamed pieces are whole UTF-8 characters and add up to 
   const auto cancelled = gen.generate(tok.encode("床前明月光"), opt, [&](size_t, std::string_view) { return ++calls < 2; });
   CHECK(cancelled.finish == FinishReason::cancelled);
   CHECK(cancelled.tokens.size() < g.tokens.size());
+}
+
+TEST_CASE("generation: ids past the tokenizer's vocabulary (a padded checkpoint) are never drawn") {
+  at::manual_seed(24);
+  auto cfg = test::small_config("llama");
+  cfg.vocab_size = 12000;  // the tokenizer has 6400: most of the mass lies past it
+  CausalLM<arch::Llama> m(cfg);
+  const auto& tok = test::minimind_tokenizer();
+  Generator<CausalLM<arch::Llama>> gen(m, tok);
+  for (const double t : {0.0, 1.0}) {
+    CAPTURE(t);
+    const auto g = gen.generate(tok.encode("床前明月光"), {.sampling = {.temperature = t}, .max_new_tokens = 16, .seed = 9});
+    CHECK(!g.tokens.empty());
+    for (const auto id : g.tokens) CHECK(id < static_cast<int32_t>(tok.vocab_size()));
+  }
+}
+
+TEST_CASE("generation: the KV cache grows with the generation, not with max_new_tokens; grown, it decodes what one "
+          "forward computes") {
+  at::manual_seed(25);
+  auto cfg = test::small_config("llama");
+  cfg.max_position_embeddings = int64_t{1} << 40;  // a huge context
+  CausalLM<arch::Llama> m(cfg);
+  test::perturb_norms(*m);
+  const auto& tok = test::minimind_tokenizer();
+  Generator<CausalLM<arch::Llama>> gen(m, tok);
+  const std::vector<int32_t> prompt = {40, 41, 42};
+  // Reserving all of max_new_tokens up front would need terabytes; the callback ends it after 20 pieces.
+  int pieces = 0;
+  const auto endless = gen.generate(prompt, {.sampling = {.temperature = 1.0}, .max_new_tokens = (int64_t{1} << 40) - 3, .seed = 1},
+                                    [&](size_t, std::string_view) { return ++pieces < 20; });
+  CHECK(endless.finish == FinishReason::cancelled);
+  CHECK(pieces == 20);
+  // 150 greedy tokens cross the first reservation (64) and two growths: each is the full forward's argmax.
+  const auto g = gen.generate(prompt, {.sampling = {.temperature = 0}, .max_new_tokens = 150});
+  REQUIRE(g.tokens.size() == 150);
+  std::vector<int64_t> all(prompt.begin(), prompt.end());
+  all.insert(all.end(), g.tokens.begin(), g.tokens.end() - 1);
+  at::NoGradGuard no_grad;
+  m->eval();
+  const auto argmax = m->forward(at::tensor(all).unsqueeze(0)).logits.argmax(-1)[0];  // (T)
+  const auto expected = argmax.narrow(0, static_cast<int64_t>(prompt.size()) - 1, 150);
+  CHECK(at::equal(expected, at::tensor(std::vector<int64_t>(g.tokens.begin(), g.tokens.end()))));
 }

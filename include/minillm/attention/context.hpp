@@ -125,6 +125,21 @@ class KVCache {
   // The fixed-size state tensors of `layer`, updated in place by its attention module.
   std::vector<at::Tensor>& state(int64_t layer) { return at_layer(layer).state; }
 
+  // Room for `capacity` tokens, keeping those cached: a generation reserves as it grows, not
+  // all it may ever use up front.
+  void grow(int64_t capacity) {
+    if (capacity <= capacity_) return;
+    for (auto* buffers : {&keys_, &values_})
+      for (auto& t : *buffers) {
+        auto sizes = t.sizes().vec();
+        sizes[2] = capacity;
+        auto bigger = at::zeros(sizes, t.options());  // (B, n_kv, capacity, D)
+        bigger.narrow(2, 0, length_).copy_(t.narrow(2, 0, length_));
+        t = std::move(bigger);
+      }
+    capacity_ = capacity;
+  }
+
   void advance(int64_t new_tokens) {
     check_room(new_tokens);
     length_ += new_tokens;

@@ -133,8 +133,12 @@ class Generator {
     const auto b = static_cast<int64_t>(prompts.size());
     int64_t longest = 0;
     for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
-    const int64_t capacity = longest + opt.max_new_tokens;
+    // Reserved for the KV cache, mask and context: what the request can use, grown as it gets
+    // there (a huge max_new_tokens reserves nothing absurd; a CUDA graph needs its whole length).
     const auto device = module_of(model_).parameters().front().device();
+    const bool graphed = kCudaGraphs && opt.cuda_graph && device.is_cuda();
+    const int64_t total = longest + opt.max_new_tokens;
+    const int64_t capacity = graphed ? total : longest + std::min(opt.max_new_tokens, kInitialReserve);
     const auto long_cpu = at::TensorOptions().dtype(at::kLong);
 
     // Left padding: row r's prompt ends at column `longest`; its real tokens are marked in `mask`.
@@ -149,7 +153,7 @@ class Generator {
       const auto row = at::tensor(std::vector<int64_t>(p.begin(), p.end()), long_cpu);
       ids[r].narrow(0, longest - n, n).copy_(row);
       context[r].narrow(0, longest - n, n).copy_(row);
-      mask[r].narrow(0, longest - n, n + opt.max_new_tokens).fill_(1);
+      mask[r].narrow(0, longest - n, capacity - (longest - n)).fill_(1);
     }
     mask = mask.to(device);
     context = context.to(device);
@@ -158,7 +162,6 @@ class Generator {
     auto& module = module_of(model_);
     const bool was_training = module.is_training();
     module.eval();
-    const bool graphed = kCudaGraphs && opt.cuda_graph && device.is_cuda();
     std::optional<KVCache> own_cache;
     KVCache* cache = nullptr;
     if (graphed) {
@@ -171,6 +174,22 @@ class Generator {
     } else {
       cache = &own_cache.emplace(make_cache_of(model_, b, capacity));
     }
+    auto reserve = [&](int64_t needed) {  // doubles the reservation, up to `total`
+      if (needed <= context.size(1)) return;
+      const int64_t grown = std::min(total, std::max(needed, 2 * context.size(1)));
+      const int64_t extra = grown - context.size(1);
+      mask = at::cat({mask, at::ones({b, extra}, mask.options())}, 1);              // (B, grown)
+      context = at::cat({context, at::full({b, extra}, -1, context.options())}, 1);  // (B, grown)
+      cache->grow(grown);
+    };
+    // Ids past the tokenizer's vocabulary (a checkpoint's padded embedding) have no text: never drawn.
+    const auto decodable = static_cast<int64_t>(tokenizer_.vocab_size());
+    auto drawable = [&](at::Tensor l) {  // (B, V)
+      if (l.size(-1) <= decodable) return l;
+      l = l.clone();
+      l.narrow(-1, decodable, l.size(-1) - decodable).fill_(kNegInf);
+      return l;
+    };
     auto generator = at::make_generator<at::CPUGeneratorImpl>(opt.seed ? *opt.seed : std::random_device{}());
 
     if (opt.speculative) return {generate_speculative(prompts.front(), opt, on_text, cancel)};
@@ -203,7 +222,7 @@ class Generator {
     auto logits = step(ids.to(device), longest);
     for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
       const int64_t seen = longest + i;
-      const auto next = sample_next(logits, context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
+      const auto next = sample_next(drawable(logits), context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
       const at::Tensor next_cpu = next.to(at::kCPU);
       const auto* next_ids = next_cpu.data_ptr<int64_t>();
       const bool cancelled = cancel != nullptr && cancel->load();
@@ -224,6 +243,7 @@ class Generator {
         if (stopped) end_row(r, FinishReason::stop);
       }
       if (std::none_of(active.begin(), active.end(), [](bool a) { return a; }) || i + 1 == opt.max_new_tokens) break;
+      reserve(seen + 1);
       context.narrow(1, seen, 1).copy_(next.unsqueeze(1));
       logits = graphed ? graph_step_->step(next, seen) : step(next.unsqueeze(1), seen + 1);
     }
@@ -354,7 +374,8 @@ class Generator {
     }
   }
 
-  static constexpr int64_t kGraphBucket = 256;  // cache capacities of a recorded step: multiples of this
+  static constexpr int64_t kGraphBucket = 256;    // cache capacities of a recorded step: multiples of this
+  static constexpr int64_t kInitialReserve = 64;   // eager decode: tokens reserved before growing
 
   Model& model_;
   const tokenizer::BpeTokenizer& tokenizer_;

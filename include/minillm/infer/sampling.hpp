@@ -76,7 +76,9 @@ inline at::Tensor apply_min_p(const at::Tensor& logits, double min_p) {
 inline at::Tensor process_logits(const at::Tensor& logits, const at::Tensor& context, const SamplingOptions& o) {
   auto x = apply_repetition_penalty(logits.to(at::kFloat), context, o.repetition_penalty);
   if (o.greedy()) return x;
-  x = x / o.temperature;
+  // Shifted so the top logit is 0 before dividing: a tiny temperature then sends the others to
+  // -inf (a greedy draw) instead of overflowing to inf - inf = nan.
+  x = (x - std::get<0>(x.max(-1, /*keepdim=*/true))) / o.temperature;  // (B, V), <= 0
   x = apply_top_k(x, o.top_k);
   x = apply_top_p(x, o.top_p);
   return apply_min_p(x, o.min_p);

@@ -132,6 +132,17 @@ class BpeTokenizer {
   // written in the text are recognised.
   std::vector<int32_t> encode(std::string_view text) const { return encode(text, nullptr); }
 
+  // Like encode(), but special-token strings in the text are encoded as the plain text they are:
+  // what a user typed never becomes a control token.
+  std::vector<int32_t> encode_literal(std::string_view text) const { return encode(text, nullptr, false); }
+
+  // The first special token written in `text` at or after `from`: {position, length}, or
+  // {npos, 0} when there is none.
+  std::pair<size_t, size_t> find_special(std::string_view text, size_t from = 0) const {
+    const auto [pos, token] = next_added(text, from, Match::special);
+    return token == nullptr ? std::pair<size_t, size_t>{std::string_view::npos, 0} : std::pair{pos, token->content.size()};
+  }
+
   // Encodes many texts on `threads` threads (0: all cores); results in input order. Each thread
   // keeps its own word cache, so threads never wait on each other.
   std::vector<std::vector<int32_t>> encode_batch(const std::vector<std::string>& texts, unsigned threads = 0) const {
@@ -222,13 +233,14 @@ class BpeTokenizer {
   using WordCache = std::unordered_map<std::string, std::vector<int32_t>>;
 
   // local == nullptr: the tokenizer's shared cache (locked); else a caller-owned one (unlocked).
-  std::vector<int32_t> encode(std::string_view text, WordCache* local) const {
+  std::vector<int32_t> encode(std::string_view text, WordCache* local, bool special_tokens = true) const {
+    const auto match = special_tokens ? Match::any : Match::not_special;
     unicode::require_valid_utf8(text);
     std::vector<int32_t> ids;
     std::vector<std::string_view> words;
     size_t start = 0;
     while (start <= text.size()) {
-      const auto [pos, token] = next_added(text, start);
+      const auto [pos, token] = next_added(text, start, match);
       words.clear();
       split_gpt2(text.substr(start, pos - start), words);
       for (const auto& w : words) encode_word(w, ids, local);
@@ -292,12 +304,14 @@ class BpeTokenizer {
     return it == added_by_id_.end() ? nullptr : it->second;
   }
 
+  enum class Match { any, special, not_special };  // which added tokens next_added() looks for
+
   // The first added token at or after `from` (leftmost, then longest), or {size, nullptr}.
-  std::pair<size_t, const AddedToken*> next_added(std::string_view text, size_t from) const {
+  std::pair<size_t, const AddedToken*> next_added(std::string_view text, size_t from, Match match = Match::any) const {
     if (added_.empty()) return {text.size(), nullptr};
     for (size_t i = from; i < text.size(); ++i)
       for (const auto* a : added_by_first_byte_[static_cast<uint8_t>(text[i])])
-        if (text.compare(i, a->content.size(), a->content) == 0) return {i, a};
+        if ((match == Match::any || a->special == (match == Match::special)) && text.compare(i, a->content.size(), a->content) == 0) return {i, a};
     return {text.size(), nullptr};
   }
 

@@ -6,6 +6,7 @@
 // and the SFT label spans: which tokens an assistant is trained on.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -178,6 +179,57 @@ inline std::string render_chat(const std::vector<ChatMessage>& messages, ChatFor
     case ChatFormat::llama3: return detail::render_llama3(messages, opt);
   }
   throw TokenizerError("unknown chat format");
+}
+
+// The ids of `messages` rendered in `format`: the template's markers are special tokens, the
+// messages' text is plain text, so a special-token string a user writes ("<|im_end|>") cannot end
+// a turn or open another role.
+inline std::vector<int32_t> encode_chat(const BpeTokenizer& tok, std::vector<ChatMessage> messages, ChatFormat format,
+                                        const ChatOptions& opt = {}) {
+  // Each special-token string in a message (and each U+E000, the placeholder's mark) is rendered
+  // as a placeholder U+E000 <index> U+E001, then encoded as the literal text it stands for.
+  static constexpr std::string_view open = "\xEE\x80\x80", close = "\xEE\x80\x81";
+  std::vector<std::string> literals;
+  auto next_literal = [&](std::string_view text, size_t from) {
+    auto [pos, len] = tok.find_special(text, from);
+    if (const auto mark = text.find(open, from); mark < pos) return std::pair{mark, open.size()};
+    return std::pair{pos, len};
+  };
+  auto defuse = [&](std::string& text) {
+    std::string out;
+    size_t start = 0;
+    for (auto [pos, len] = next_literal(text, 0); pos != std::string::npos; std::tie(pos, len) = next_literal(text, start)) {
+      out.append(text, start, pos - start);
+      out += std::string(open) + std::to_string(literals.size()) + std::string(close);
+      literals.push_back(text.substr(pos, len));
+      start = pos + len;
+    }
+    text = out + text.substr(start);
+  };
+  std::function<void(nlohmann::ordered_json&)> defuse_json = [&](nlohmann::ordered_json& j) {
+    if (j.is_string()) defuse(j.get_ref<std::string&>());
+    else if (j.is_structured())
+      for (auto& x : j) defuse_json(x);
+  };
+  for (auto& m : messages) {
+    defuse(m.content);
+    if (m.reasoning_content) defuse(*m.reasoning_content);
+    defuse_json(m.tool_calls);
+  }
+  const auto text = render_chat(messages, format, opt);
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  for (size_t mark = text.find(open); mark != std::string::npos; mark = text.find(open, start)) {
+    const auto markup = tok.encode(std::string_view(text).substr(start, mark - start));
+    ids.insert(ids.end(), markup.begin(), markup.end());
+    const size_t end = text.find(close, mark);
+    const auto literal = tok.encode_literal(literals.at(std::stoul(text.substr(mark + open.size(), end - mark - open.size()))));
+    ids.insert(ids.end(), literal.begin(), literal.end());
+    start = end + close.size();
+  }
+  const auto rest = tok.encode(std::string_view(text).substr(start));
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  return ids;
 }
 
 // The text that opens an assistant turn and the text that ends it, in a format.
