@@ -127,13 +127,14 @@ class KVCache {
 
   // Room for `capacity` tokens, keeping those cached: a generation reserves as it grows, not
   // all it may ever use up front.
+  // Per-token entries are copied into larger buffers; fixed-size state stays as it is.
   void grow(int64_t capacity) {
     if (capacity <= capacity_) return;
-    for (auto* buffers : {&keys_, &values_})
-      for (auto& t : *buffers) {
+    for (auto& l : layers_)
+      for (auto& t : l.tokens) {
         auto sizes = t.sizes().vec();
         sizes[2] = capacity;
-        auto bigger = at::zeros(sizes, t.options());  // (B, n_kv, capacity, D)
+        auto bigger = at::zeros(sizes, t.options());  // (B, h, capacity, d)
         bigger.narrow(2, 0, length_).copy_(t.narrow(2, 0, length_));
         t = std::move(bigger);
       }

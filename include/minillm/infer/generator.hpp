@@ -130,6 +130,7 @@ class Generator {
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& opt,
                                    const StreamCallback& on_text = {}, const std::atomic<bool>* cancel = nullptr) {
     validate(prompts, opt);
+    if (opt.speculative) return {generate_speculative(prompts.front(), opt, on_text, cancel)};
     const auto b = static_cast<int64_t>(prompts.size());
     int64_t longest = 0;
     for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
@@ -182,17 +183,8 @@ class Generator {
       context = at::cat({context, at::full({b, extra}, -1, context.options())}, 1);  // (B, grown)
       cache->grow(grown);
     };
-    // Ids past the tokenizer's vocabulary (a checkpoint's padded embedding) have no text: never drawn.
-    const auto decodable = static_cast<int64_t>(tokenizer_.vocab_size());
-    auto drawable = [&](at::Tensor l) {  // (B, V)
-      if (l.size(-1) <= decodable) return l;
-      l = l.clone();
-      l.narrow(-1, decodable, l.size(-1) - decodable).fill_(kNegInf);
-      return l;
-    };
     auto generator = at::make_generator<at::CPUGeneratorImpl>(opt.seed ? *opt.seed : std::random_device{}());
 
-    if (opt.speculative) return {generate_speculative(prompts.front(), opt, on_text, cancel)};
     std::vector<Generation> out(static_cast<size_t>(b));
     std::vector<tokenizer::StreamDecoder> decoders(static_cast<size_t>(b), tokenizer::StreamDecoder(tokenizer_, true));
     std::vector<detail::StopStringFilter> filters(static_cast<size_t>(b), detail::StopStringFilter(opt.stop_strings));
@@ -264,6 +256,15 @@ class Generator {
   const tokenizer::BpeTokenizer& tokenizer() const { return tokenizer_; }
 
  private:
+  // Ids past the tokenizer's vocabulary (a checkpoint's padded embedding) have no text: never drawn.
+  at::Tensor drawable(at::Tensor logits) const {  // (..., V)
+    const auto decodable = static_cast<int64_t>(tokenizer_.vocab_size());
+    if (logits.size(-1) <= decodable) return logits;
+    logits = logits.clone();
+    logits.narrow(-1, decodable, logits.size(-1) - decodable).fill_(kNegInf);
+    return logits;
+  }
+
   // Greedy decoding of one prompt with the MTP head drafting one token ahead. Each step runs the
   // main model on [last token, draft]: its first prediction is the next token; when it equals the
   // draft, its second prediction follows too. A rejected draft is dropped from the main cache.
@@ -278,9 +279,16 @@ class Generator {
     module.eval();
     at::NoGradGuard no_grad;
     AutocastGuard autocast(device.type(), opt.precision);
-    const int64_t capacity = n + opt.max_new_tokens + 1;  // + the draft of the last step
-    auto cache = make_cache_of(model_, 1, capacity);
-    auto draft_cache = make_mtp_cache_of(model_, 1, capacity);
+    // Reserved as generation goes (as the batched path does), up to + the draft of the last step.
+    const int64_t total = n + opt.max_new_tokens + 1;
+    auto cache = make_cache_of(model_, 1, std::min(total, n + kInitialReserve));
+    auto draft_cache = make_mtp_cache_of(model_, 1, cache.capacity());
+    auto reserve = [&](int64_t needed) {
+      if (needed <= cache.capacity()) return;
+      const int64_t grown = std::min(total, std::max(needed, 2 * cache.capacity()));
+      cache.grow(grown);
+      draft_cache.grow(grown);
+    };
 
     Generation out;
     tokenizer::StreamDecoder decoder(tokenizer_, true);
@@ -320,15 +328,18 @@ class Generator {
 
     const auto ids = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), longs).unsqueeze(0);  // (1, n)
     const auto first = forward_of(model_, ids, {.cache = &cache, .logits_to_keep = 1});
-    at::Tensor next = first.logits.select(1, -1).argmax(-1, /*keepdim=*/true);  // (1, 1)
-    // The head reads (h[i], x[i+1]) for every prompt position, the last pair with the new token.
-    at::Tensor draft = mtp_logits_of(model_, at::cat({ids.narrow(1, 1, n - 1), next}, 1), first.hidden, &draft_cache)
-                     .select(1, -1)
-                     .argmax(-1, /*keepdim=*/true);  // (1, 1)
+    at::Tensor next = drawable(first.logits.select(1, -1)).argmax(-1, /*keepdim=*/true);  // (1, 1)
+    // The head drafts the most likely decodable token after the last pair (h[i], x[i+1]) it reads.
+    auto draft_after = [&](const at::Tensor& next_ids, const at::Tensor& hidden) {  // -> (1, 1)
+      return drawable(mtp_logits_of(model_, next_ids, hidden, &draft_cache).select(1, -1)).argmax(-1, /*keepdim=*/true);
+    };
+    // First it reads every prompt position's pair, the last one with the new token.
+    at::Tensor draft = draft_after(at::cat({ids.narrow(1, 1, n - 1), next}, 1), first.hidden);
     bool going = take(next.item<int64_t>());
     while (going) {
+      reserve(cache.length() + 2);
       const auto verify = forward_of(model_, at::cat({next, draft}, 1), {.cache = &cache});  // logits (1, 2, V)
-      const at::Tensor predicted = verify.logits.argmax(-1);                              // (1, 2)
+      const at::Tensor predicted = drawable(verify.logits).argmax(-1);                    // (1, 2)
       const at::Tensor host = at::cat({predicted.view({-1}), draft.view({-1})}).cpu();    // one read: a1, a2, draft
       const auto* v = host.data_ptr<int64_t>();
       ++out.drafted;
@@ -336,12 +347,12 @@ class Generator {
         ++out.accepted;
         going = take(v[0]) && take(v[1]);
         next = predicted.narrow(1, 1, 1);
-        draft = mtp_logits_of(model_, predicted, verify.hidden, &draft_cache).select(1, -1).argmax(-1, true);
+        draft = draft_after(predicted, verify.hidden);
       } else {
         cache.truncate(cache.length() - 1);  // the rejected draft
         going = take(v[0]);
         next = predicted.narrow(1, 0, 1);
-        draft = mtp_logits_of(model_, next, verify.hidden.narrow(1, 0, 1), &draft_cache).select(1, -1).argmax(-1, true);
+        draft = draft_after(next, verify.hidden.narrow(1, 0, 1));
       }
     }
     if (active) end(FinishReason::length);
