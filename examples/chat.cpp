@@ -4,6 +4,7 @@
 // In the interactive mode: /reset clears the history, /exit (or end of input) quits, /help lists
 // the commands; Ctrl-C stops the answer being written.
 #include "inference_cli.hpp"
+#include "stdout_status.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
         if (!quiet) print_speed(a);
         if (prompts.size() > 1) std::printf("\n");
       }
-      return 0;
+      return stdout_status(0);
     }
 
     std::signal(SIGINT, [](int) { cancel_answer = true; });
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "error: %s\n", e.what());
       }
     }
-    return 0;
+    return stdout_status(0);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

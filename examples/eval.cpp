@@ -6,10 +6,14 @@
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <minillm/eval/perplexity.hpp>
+#include <minillm/infer/generator.hpp>
 #include <minillm/model.hpp>
+
+#include "stdout_status.hpp"
 
 namespace {
 
@@ -46,8 +50,10 @@ int main(int argc, char** argv) {
   auto* text_opt = app.add_option("--text", text_file, "report perplexity over this text or .jsonl file")->check(CLI::ExistingFile);
   ids_opt->excludes(text_opt);
   app.add_option("--tokenizer", tokenizer_path, "tokenizer.json or its directory (default: the model directory)");
-  app.add_option("--window", window, "tokens per forward for --text (default: max_position_embeddings, at most 1024)");
-  app.add_option("--max-docs", max_docs, "evaluate at most this many documents (0: all)");
+  app.add_option("--window", window, "tokens per forward for --text (default: max_position_embeddings, at most 1024)")
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
+  app.add_option("--max-docs", max_docs, "evaluate at most this many documents (0: all)")
+      ->check(CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()));
   app.add_option("--logits-out", logits_out, "write the full-sequence logits as raw little-endian float32 [T, V]");
   app.add_option("--greedy", greedy, "print this many greedy continuation ids")->check(CLI::NonNegativeNumber);
   app.add_flag("--objective", objective,
@@ -79,7 +85,7 @@ int main(int argc, char** argv) {
       std::cerr << '\n';
       std::cout << "documents " << r.documents << "  tokens " << r.tokens << "  loss " << r.loss << "  perplexity "
                 << r.perplexity << '\n';
-      return 0;
+      return stdout_status(0);
     }
     const auto ids = parse_ids(ids_text);
     const auto input = at::tensor(ids, at::kLong).unsqueeze(0).to(dev);  // (1, T)
@@ -116,6 +122,7 @@ int main(int argc, char** argv) {
       auto cache = model->make_cache(1, capacity);
       auto logits = model->forward(input, {.cache = &cache, .logits_to_keep = 1}).logits;
       for (int i = 0; i < greedy; ++i) {
+        minillm::infer::check_finite_logits(logits[0], i);
         const auto next = logits[0][-1].argmax().item<int64_t>();
         std::cout << (i ? " " : "") << next;
         if (i + 1 < greedy)
@@ -125,7 +132,7 @@ int main(int argc, char** argv) {
       }
       std::cout << '\n';
     }
-    return 0;
+    return stdout_status(0);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

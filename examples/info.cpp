@@ -7,6 +7,8 @@
 
 #include <minillm/model.hpp>
 
+#include "stdout_status.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"Print a model's configuration and exact parameter count (total, and active per token for MoE)."};
   std::string preset, config_path;
@@ -25,7 +27,7 @@ int main(int argc, char** argv) {
       std::cout << "\narchitectures:";
       for (const auto& n : minillm::architecture_names()) std::cout << ' ' << n;
       std::cout << '\n';
-      return 0;
+      return stdout_status(0);
     }
     if (preset.empty() && config_path.empty()) {
       std::cerr << "error: give --preset NAME or --config FILE (see --help)\n";
@@ -33,11 +35,18 @@ int main(int argc, char** argv) {
     }
     minillm::ModelConfig cfg = preset.empty() ? minillm::load_config(config_path) : minillm::preset_config(preset);
     cfg.architecture = minillm::resolve_architecture(cfg);
-    // Built on the meta device: shapes and counts without allocating or initialising weights.
-    auto model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
+    // Built on the meta device: shapes and counts without allocating or initialising weights,
+    // after validation has bounded every size (a config error names the file).
+    std::unique_ptr<minillm::AnyCausalLM> model;
+    try {
+      model = minillm::make_model(cfg, at::TensorOptions().device(at::kMeta));
+    } catch (const minillm::ConfigError& e) {
+      if (config_path.empty()) throw;
+      throw minillm::ConfigError(config_path + ": " + e.what());
+    }
     if (json_only) {
       std::cout << nlohmann::json(model->config()).dump(2) << '\n';
-      return 0;
+      return stdout_status(0);
     }
     const auto report = minillm::report_parameters(model->module(), model->config());
 
@@ -68,7 +77,7 @@ int main(int argc, char** argv) {
                 << " values trained outside autograd, such as DeepSeek's router selection bias, counted as Mini-LLM "
                    "counts them; transformers keeps them as buffers and counts "
                 << minillm::with_commas(report.total - report.frozen) << ")\n";
-    return 0;
+    return stdout_status(0);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

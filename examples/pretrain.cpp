@@ -1,6 +1,7 @@
 // minillm-pretrain: pretrain a model on token shards (minillm-tokenizer shard).
 //   minillm-pretrain --preset tiny --tokenizer tok/ --data train.bin --val val.bin --out runs/tiny --steps 2000
-//   minillm-pretrain ... --resume        continue from the newest checkpoint in --out, exactly
+//   minillm-pretrain ... --resume        continue from the newest complete checkpoint in --out, exactly
+//   minillm-pretrain ... --overwrite     start afresh in a used --out (else it is refused)
 #include "training_cli.hpp"
 
 #include <minillm/data/packed_windows.hpp>
@@ -18,9 +19,15 @@ int main(int argc, char** argv) {
   try {
     minillm::set_num_threads(cli.threads);
     training_cli::install_stop_handler();
+    cli.record_setup(train_shards);
+    cli.prepare_output();
     const auto tok = minillm::tokenizer::BpeTokenizer::from_file(std::filesystem::path(cli.tokenizer) / "tokenizer.json");
     const auto vocab = static_cast<uint64_t>(tok.vocab_size());
-    for (const auto& s : train_shards)
+    // Opening a shard also finds any id outside its vocabulary, so after this every id the model
+    // sees is below the tokenizer's vocabulary size (the model's is at least that: make_model).
+    std::vector<std::string> all_shards = train_shards;
+    all_shards.insert(all_shards.end(), val_shards.begin(), val_shards.end());
+    for (const auto& s : all_shards)
       if (const auto v = minillm::data::TokenShard(s).header().vocab_size; v != vocab)
         throw std::invalid_argument(s + ": shard was made with a vocabulary of " + std::to_string(v) +
                                     " tokens, the tokenizer has " + std::to_string(vocab));

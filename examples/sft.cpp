@@ -1,7 +1,8 @@
 // minillm-sft: supervised fine-tuning on MiniMind's conversation jsonl, loss on assistant spans only.
 //   minillm-sft --init runs/tiny/checkpoint-00002000 --tokenizer tok/ --data sft_train.jsonl --val sft_val.jsonl --out runs/sft
 //   minillm-sft ... --pack               several conversations per row (block-diagonal mask, positions restart)
-//   minillm-sft ... --resume             continue from the newest checkpoint in --out, exactly
+//   minillm-sft ... --resume             continue from the newest complete checkpoint in --out, exactly
+//   minillm-sft ... --overwrite          start afresh in a used --out (else it is refused)
 #include "training_cli.hpp"
 
 #include <minillm/data/sft_dataset.hpp>
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     so.format = minillm::tokenizer::chat_format_of(cli.tokenizer, template_name);
     so.max_examples = max_examples;
     so.progress = [](size_t lines) { std::fprintf(stderr, "\rreading conversations: %zu", lines); };
+    cli.record_setup(train_files, {{"pack", pack}, {"max_examples", max_examples},
+                                   {"template", template_name}});
+    cli.prepare_output();
     minillm::data::SftDataset data({train_files.begin(), train_files.end()}, tok, so);
     std::fprintf(stderr, "\r%llu training conversations, %llu tokens (%llu dropped: no assistant token within %lld)\n",
                  static_cast<unsigned long long>(data.size()), static_cast<unsigned long long>(data.num_tokens()),

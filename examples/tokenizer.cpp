@@ -16,6 +16,8 @@
 #include <minillm/tokenizer/jinja_templates.hpp>
 #include <minillm/tokenizer/trainer.hpp>
 
+#include "stdout_status.hpp"
+
 namespace tk = minillm::tokenizer;
 
 namespace {
@@ -67,11 +69,13 @@ int train(const std::vector<std::string>& inputs, size_t vocab, uint64_t min_fre
     if (limit != 0 && total >= limit) break;
   }
   std::cerr << "\rread " << texts.size() << " texts, " << total / 1e6 << " MB in " << seconds_since(t0) << " s\n";
+  if (total == 0) throw std::invalid_argument("--input: no text to train on (the files are empty)");
   const auto t1 = std::chrono::steady_clock::now();
   const auto counts = tk::count_words(texts, threads);
   texts.clear();
   texts.shrink_to_fit();
   std::cerr << "counted " << counts.size() << " distinct words in " << seconds_since(t1) << " s\n";
+  if (counts.empty()) throw std::invalid_argument("--input: no words to train on (the text is only whitespace?)");
   const auto t2 = std::chrono::steady_clock::now();
   tk::TrainerOptions opt;
   opt.vocab_size = vocab;
@@ -106,6 +110,11 @@ int encode(const std::string& path, bool jsonl, unsigned threads, bool stats) {
       } catch (const std::exception& e) {
         throw std::invalid_argument("stdin line " + std::to_string(n) + ": " + e.what());
       }
+    }
+    try {
+      tk::unicode::require_valid_utf8(text);
+    } catch (const tk::TokenizerError& e) {
+      throw std::invalid_argument("stdin line " + std::to_string(n) + ": " + e.what());
     }
     texts.push_back(std::move(text));
   }
@@ -151,7 +160,11 @@ int decode(const std::string& path, bool skip_special) {
         throw std::invalid_argument("stdin line " + std::to_string(n) + ": \"" + word + "\" is not a token id");
       ids.push_back(static_cast<int32_t>(v));
     }
-    std::cout << tok.decode(ids, skip_special) << '\n';
+    try {
+      std::cout << tok.decode(ids, skip_special) << '\n';
+    } catch (const tk::TokenizerError& e) {
+      throw std::invalid_argument("stdin line " + std::to_string(n) + ": " + e.what());
+    }
   }
   return 0;
 }
@@ -164,7 +177,14 @@ int shard(const std::string& path, const std::vector<std::string>& inputs, const
   const auto tok = tk::BpeTokenizer::from_file(tok_file);
   const auto [bos, eos] = minillm::document_markers(tok_file.parent_path(), tok);
   uint64_t total_bytes = 0, done_bytes = 0;
-  for (const auto& in : inputs) total_bytes += std::filesystem::file_size(in);
+  for (const auto& in : inputs) {
+    // Writing the shard over an input (the same file under any name) would destroy the corpus.
+    std::error_code ec;
+    if (std::filesystem::weakly_canonical(in) == std::filesystem::weakly_canonical(output) ||
+        std::filesystem::equivalent(in, output, ec))
+      throw std::invalid_argument("--output " + output + " is the input file " + in + ": give another path");
+    total_bytes += std::filesystem::file_size(in);
+  }
   minillm::data::ShardWriter writer(output, tok.vocab_size());
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> texts;
@@ -239,7 +259,7 @@ int main(int argc, char** argv) {
   tr->add_option("--min-frequency", min_freq, "stop when the best pair occurs fewer times");
   tr->add_option("--special-tokens", specials, "special tokens, first ids (default: ChatML's and the think/tool tags)")->delimiter(',');
   tr->add_option("--chat-template", format, "chat template for tokenizer_config.json")->check(CLI::IsMember({"minimind3", "minimind2", "llama3"}));
-  tr->add_option("--max-mb", max_mb, "read at most this many MB of text (0: all)");
+  tr->add_option("--max-mb", max_mb, "read at most this many MB of text (0: all)")->check(CLI::NonNegativeNumber);
   tr->add_option("--threads", threads, "counting threads (0: all cores)");
   tr->add_option("--output", output, "output directory")->required();
 
@@ -278,9 +298,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*tr) return train(inputs, vocab, min_freq, specials, format, max_mb, threads, output);
-    if (*en) return encode(tok_path, jsonl, threads, stats);
-    if (*de) return decode(tok_path, skip_special);
-    if (*ch) return chat(format, gen, think, chat_tok);
+    if (*en) return stdout_status(encode(tok_path, jsonl, threads, stats));
+    if (*de) return stdout_status(decode(tok_path, skip_special));
+    if (*ch) return stdout_status(chat(format, gen, think, chat_tok));
     if (*sh) return shard(tok_path, shard_inputs, shard_out, chunk, threads);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';

@@ -24,7 +24,11 @@ struct Options {
   int keep_last = 3, threads = 0;
   double lr = 5e-4, min_lr_ratio = 0.1, clip = 1.0, weight_decay = 0.01;
   uint64_t seed = 42;
-  bool resume = false, cuda_graph = true, drop_mtp = false;
+  bool resume = false, overwrite = false, cuda_graph = true, drop_mtp = false;
+  // What the run is started with, recorded in every checkpoint and compared on --resume (see
+  // record_setup); and the checkpoint --resume continues from (see prepare_output).
+  nlohmann::json setup = nlohmann::json::object();
+  std::filesystem::path resume_dir;
 
   // `init_help` set: the program may start from a checkpoint (--init DIR).
   void add_to(CLI::App& app, const char* init_help = nullptr) {
@@ -57,7 +61,11 @@ struct Options {
     app.add_option("--save-interval", save_interval, "steps between checkpoints (always one at the end)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--keep-last", keep_last, "checkpoints to keep (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--log-interval", log_interval, "steps between console lines")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_flag("--resume", resume, "continue from the newest checkpoint in --out, exactly");
+    auto* r = app.add_flag("--resume", resume, "continue from the newest complete checkpoint in --out, exactly");
+    app.add_flag("--overwrite", overwrite,
+                 "start afresh in a used --out: delete its checkpoints, metrics.jsonl and tb/ first (without it, or "
+                 "--resume, a non-empty --out is refused)")
+        ->excludes(r);
     app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     app.add_option("--precision", precision, "fp32, or bf16 (autocast; fp32 master weights and optimizer state)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
@@ -86,19 +94,24 @@ struct Options {
   std::unique_ptr<minillm::AnyCausalLM> build_model(const minillm::tokenizer::BpeTokenizer& tok) const {
     const auto vocab = static_cast<int64_t>(tok.vocab_size());
     at::manual_seed(seed);
-    if (const auto all = minillm::train::list_checkpoints(out); resume && !all.empty()) {
-      auto cfg = minillm::load_config(all.back() / "config.json");
+    if (resume) {
+      auto cfg = minillm::load_config(resume_dir / "config.json");
       if (!preset.empty() || !config_path.empty()) {
         const auto asked = preset.empty() ? minillm::load_config(config_path) : minillm::preset_config(preset);
         if (asked.hidden_size != cfg.hidden_size || asked.num_hidden_layers != cfg.num_hidden_layers)
-          throw std::invalid_argument((all.back() / "config.json").string() + ": the checkpoint (hidden_size " +
+          throw std::invalid_argument((resume_dir / "config.json").string() + ": the checkpoint (hidden_size " +
                                       std::to_string(cfg.hidden_size) + ", " + std::to_string(cfg.num_hidden_layers) +
                                       " layers) contradicts the requested model (hidden_size " +
                                       std::to_string(asked.hidden_size) + ", " + std::to_string(asked.num_hidden_layers) +
                                       " layers)");
       }
+      if (cfg.vocab_size < vocab)
+        throw std::invalid_argument((resume_dir / "config.json").string() + ": vocab_size (" + std::to_string(cfg.vocab_size) +
+                                    ") is smaller than the tokenizer's vocabulary (" + std::to_string(vocab) + ")");
       check_seq_len(cfg);
       cfg.architecture = minillm::resolve_architecture(cfg);
+      // The checkpoint's config against its weights' headers, before the model is allocated.
+      minillm::detail::check_shapes_before_loading(cfg, minillm::io::load_safetensors_dir(resume_dir), resume_dir / "config.json");
       return minillm::make_model(cfg, at::TensorOptions().device(torch_device()));
     }
     if (!init_dir.empty()) {
@@ -145,17 +158,75 @@ struct Options {
     o.keep_last = keep_last;
     o.device = torch_device();
     o.stop = &stop_requested;
+    o.run_setup = setup;
     return o;
   }
 
-  // With --resume: restores the newest checkpoint in --out and returns its data cursor.
+  // Records what fixes the data order (a resumed data cursor only means the same thing under the
+  // same order): --seq-len, --seed, the data files (canonical path and size) and `data_options`
+  // (program-specific, e.g. SFT packing); and what may change between runs (batch shape).
+  void record_setup(const std::vector<std::string>& data_files, const nlohmann::json& data_options = nlohmann::json::object()) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : data_files)
+      files.push_back({{"file", std::filesystem::weakly_canonical(f).string()}, {"bytes", std::filesystem::file_size(f)}});
+    setup = {{"data_order", {{"seq_len", seq_len}, {"seed", seed}, {"data", files}, {"options", data_options}}},
+             {"batch", {{"batch_size", batch}, {"accumulation", accumulation}}}};
+  }
+
+  // Before anything is built: with --resume, finds the newest complete checkpoint (saying which
+  // newer ones are passed over, and why); without it, refuses a used --out unless --overwrite, which
+  // deletes what an earlier run wrote there (so keep-last cannot delete this run's checkpoints as
+  // "older" ones, and metrics.jsonl starts empty).
+  void prepare_output() {
+    namespace fs = std::filesystem;
+    if (resume) {
+      auto point = minillm::train::find_resume_point(out);
+      for (const auto& why : point.passed_over) std::cerr << "resume: passing over a damaged checkpoint: " << why << '\n';
+      if (point.dir.empty())
+        throw std::invalid_argument("--resume: no complete checkpoint in " + out +
+                                    (point.passed_over.empty() ? "" : " (see the lines above)"));
+      resume_dir = point.dir;
+      return;
+    }
+    if (!fs::exists(out)) return;
+    if (!fs::is_directory(out)) throw std::invalid_argument("--out " + out + " exists and is not a directory");
+    if (fs::is_empty(out)) return;
+    if (!overwrite)
+      throw std::invalid_argument("--out " + out + " is not empty (an earlier run's checkpoints or metrics?): give --resume to "
+                                  "continue that run, --overwrite to replace it, or another --out");
+    for (const auto& e : fs::directory_iterator(out)) {
+      const auto name = e.path().filename().string();
+      if (name == "metrics.jsonl" || name == "tb" || (name.rfind("checkpoint-", 0) == 0 && e.is_directory())) {
+        std::cerr << "--overwrite: deleting " << e.path().string() << '\n';
+        fs::remove_all(e.path());
+      }
+    }
+  }
+
+  // With --resume: restores the checkpoint prepare_output chose and returns its data cursor. A run
+  // setup that contradicts the checkpoint's is refused (data order) or warned about (batch shape).
   std::optional<minillm::data::DataCursor> maybe_resume(minillm::AnyCausalLM& model,
                                                         minillm::train::Trainer<minillm::AnyCausalLM>& trainer) const {
     if (!resume) return std::nullopt;
-    const auto all = minillm::train::list_checkpoints(out);
-    if (all.empty()) throw std::invalid_argument("--resume: no checkpoint in " + out);
-    const auto info = minillm::train::load_checkpoint(all.back(), model, trainer);
-    std::cerr << "resumed from " << all.back().string() << " at step " << info.step << '\n';
+    const auto info = minillm::train::load_checkpoint(resume_dir, model, trainer);
+    const auto state_file = (resume_dir / "trainer_state.json").string();
+    if (info.step > steps)
+      throw std::invalid_argument("--steps (" + std::to_string(steps) + ") is below the step of " + state_file + " (" +
+                                  std::to_string(info.step) + "): give --steps beyond it to continue");
+    const auto& was = info.run_setup;
+    if (!was.contains("data_order")) {
+      std::cerr << "resume: " << state_file << " records no run setup (an older checkpoint): --seq-len, --seed and --data "
+                << "are not checked against it\n";
+    } else if (was["data_order"] != setup["data_order"]) {
+      throw std::invalid_argument(state_file + ": the run was started with " + was["data_order"].dump() +
+                                  "; this one has " + setup["data_order"].dump() +
+                                  " (the data cursor would point into other data): resume with the same --seq-len, "
+                                  "--seed and --data, or start a new run");
+    }
+    if (was.contains("batch") && was["batch"] != setup["batch"])
+      std::cerr << "resume: warning: batch shape " << setup["batch"].dump() << " differs from the checkpoint's "
+                << was["batch"].dump() << ": the run continues, but not as the original would have\n";
+    std::cerr << "resumed from " << resume_dir.string() << " at step " << info.step << '\n';
     return info.cursor;
   }
 

@@ -50,7 +50,10 @@ for split in train val; do
     "$tools/minillm-tokenizer" shard --tokenizer "$RUN/tokenizer" --input "$corpus/pretrain_$split.jsonl" --output "$RUN/pretrain_$split.bin"
 done
 
-resume() { ls -d "$1"/checkpoint-* >/dev/null 2>&1 && echo --resume || true; }
+# Continue a run that saved a checkpoint; restart one stopped before its first (its --out is used).
+resume() {
+  if ls -d "$1"/checkpoint-* >/dev/null 2>&1; then echo --resume; elif [ -d "$1" ]; then echo --overwrite; fi
+}
 common=(--tokenizer "$RUN/tokenizer" --batch-size "$BATCH" --seq-len "$SEQ_LEN" --device "$DEVICE" --precision "$PRECISION"
         --schedule warmup_cosine --log-interval 50 --keep-last 2)
 

@@ -135,6 +135,40 @@ TEST_CASE("config: each invalid config is rejected with the value named") {
   CHECK_NOTHROW(minillm::make_model(dense));
 }
 
+TEST_CASE("config: sizes beyond the supported bounds are refused with the field named, before anything is built") {
+  struct Case {
+    std::function<void(ModelConfig&)> edit;
+    const char* expected;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& c) { c.vocab_size = 1'000'000'000'000; }, "vocab_size (1000000000000) exceeds the supported maximum of 16777216"},
+      {[](auto& c) { c.num_hidden_layers = 1'000'000'000; }, "num_hidden_layers (1000000000) exceeds the supported maximum of 1024"},
+      {[](auto& c) { c.hidden_size = 1 << 20; }, "hidden_size (1048576) exceeds the supported maximum of 65536"},
+      {[](auto& c) { c.intermediate_size = 1 << 24; }, "intermediate_size (16777216) exceeds the supported maximum"},
+      {[](auto& c) { c.max_position_embeddings = int64_t{1} << 40; }, "max_position_embeddings (1099511627776) exceeds"},
+      {[](auto& c) { c.num_experts = 100000; }, "num_experts (100000) exceeds the supported maximum of 4096"},
+      {[](auto& c) { c.head_dim = 1 << 16; }, "head_dim (65536) exceeds the supported maximum of 4096"},
+      {[](auto& c) { c.num_hidden_layers = 1024, c.num_experts = 4096; },
+       "num_hidden_layers x (num_experts + n_shared_experts) (4195328 expert modules) exceeds the supported maximum of 65536"},
+      {[](auto& c) { c.vocab_size = 16'000'000, c.hidden_size = 4096, c.num_attention_heads = 32, c.head_dim = 128; },
+       "vocab_size x hidden_size (65536000000 elements) exceeds the supported maximum of 17179869184 per weight matrix"},
+  };
+  for (const auto& tc : cases) {
+    CAPTURE(tc.expected);
+    auto c = test::small_config("llama");
+    tc.edit(c);
+    CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([&] { c.validate(); }), tc.expected);
+  }
+  // Integers too large for int64 (as a float or as an unsigned) are refused while reading.
+  CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([] { json::parse(R"({"vocab_size":1e300})").get<ModelConfig>(); }),
+                         "config field 'vocab_size' (1e+300) is out of range");
+  CHECK_MESSAGE_CONTAINS(
+      test::message_of<ConfigError>([] { json::parse(R"({"hidden_size":18446744073709551615})").get<ModelConfig>(); }),
+      "config field 'hidden_size' (18446744073709551615) is out of range");
+  // Every preset is within the bounds.
+  for (const auto& name : minillm::preset_names()) CHECK_NOTHROW(minillm::preset_config(name).validate());
+}
+
 TEST_CASE("config: JSON type errors name the field and the file") {
   auto msg = test::message_of<ConfigError>([] { json::parse(R"({"hidden_size":"abc"})").get<ModelConfig>(); });
   CHECK_MESSAGE_CONTAINS(msg, "config field 'hidden_size' must be an integer, got string \"abc\"");

@@ -49,6 +49,41 @@ TEST_CASE("data: shards round-trip with 16-bit and 32-bit ids, and reject bad fi
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("data: a shard with an id outside its vocabulary is refused when opened, naming the file and the position") {
+  const auto dir = test::temp_dir("oov_shard");
+  for (const uint64_t vocab : {100, 70000}) {  // 16-bit and 32-bit ids
+    CAPTURE(vocab);
+    write_shard(dir / "s.bin", vocab, {{1, 5, 7, 2}, {1, 9, 2}});
+    CHECK_NOTHROW(TokenShard(dir / "s.bin"));
+    // A hostile or damaged file: token 5 (the second document's 9) becomes vocab + 3.
+    const auto width = vocab <= 65536 ? 2 : 4;
+    const uint32_t bad = static_cast<uint32_t>(vocab + 3) & (width == 2 ? 0xFFFF : 0xFFFFFFFF);
+    {
+      std::fstream f(dir / "s.bin", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(64 + 5 * width);
+      f.write(reinterpret_cast<const char*>(&bad), width);
+    }
+    CHECK_MESSAGE_CONTAINS(test::message_of<DataError>([&] { TokenShard(dir / "s.bin"); }),
+                           (dir / "s.bin").string() + ": token 5 is id " + std::to_string(bad) +
+                               ", outside the shard's vocabulary [0, " + std::to_string(vocab) + ")");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("data: empty input makes no shard, and invalid UTF-8 in a text file names the file and line") {
+  const auto dir = test::temp_dir("empty_input");
+  CHECK_MESSAGE_CONTAINS(test::message_of<DataError>([&] { ShardWriter(dir / "e.bin", 100).finish(); }),
+                         (dir / "e.bin").string() + ": no documents to write");
+  CHECK_FALSE(std::filesystem::exists(dir / "e.bin"));
+  CHECK_FALSE(std::filesystem::exists(dir / "e.bin.tmp"));
+  std::ofstream(dir / "t.txt") << "first line\nsecond \xff line\n";
+  size_t texts = 0;
+  CHECK_MESSAGE_CONTAINS(test::message_of<DataError>([&] { for_each_text(dir / "t.txt", [&](std::string&&) { return ++texts > 0; }); }),
+                         (dir / "t.txt").string() + ":2: input is not valid UTF-8: bad byte 0xff at offset 7");
+  CHECK(texts == 1);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("data: packed windows cover the stream without padding, in a seeded order, resumable by cursor") {
   const auto dir = test::temp_dir("packed");
   std::vector<int64_t> stream;

@@ -2,6 +2,8 @@
 // generation with left padding, stop strings and streaming.
 #include "helpers.hpp"
 
+#include <limits>
+
 #include <minillm/infer/generator.hpp>
 #include <minillm/tokenizer/bpe.hpp>
 
@@ -194,6 +196,24 @@ TEST_CASE("generation: stop token ids end a row; the context limit is checked be
   opt.max_new_tokens = 126;  // context is 128
   CHECK_MESSAGE_CONTAINS(test::message_of<std::length_error>([&] { gen.generate({4, 5, 6}, opt); }),
                          "exceeds the model's context (128 tokens)");
+}
+
+TEST_CASE("generation: non-finite logits (damaged weights) are a clear error, greedy and sampled") {
+  at::manual_seed(23);
+  auto cfg = test::small_config("llama");
+  cfg.tie_word_embeddings = false;
+  CausalLM<arch::Llama> m(cfg);
+  {
+    at::NoGradGuard g;
+    m->lm_head->weight[5][3].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  Generator<CausalLM<arch::Llama>> gen(m, test::minimind_tokenizer());
+  for (const double temperature : {0.0, 0.8}) {
+    CAPTURE(temperature);
+    const auto msg = test::message_of<GenerationError>(
+        [&] { gen.generate({4, 5, 6}, {.sampling = {.temperature = temperature}, .max_new_tokens = 4, .seed = 1}); });
+    CHECK_MESSAGE_CONTAINS(msg, "the model gave non-finite logits (NaN or inf) for generated token 0 of row 0");
+  }
 }
 
 TEST_CASE("generation: stop strings cut the text, also across token boundaries, and are never streamed") {

@@ -157,11 +157,33 @@ TEST_CASE("checkpoint: strict loading reports missing and unexpected keys, shape
   CHECK_MESSAGE_CONTAINS(test::message_of<CheckpointError>([&] { load_state(copy->module(), cfg, wrong); }),
                          "shape mismatch for model.embed_tokens.weight: checkpoint [5, 64], model [97, 64]");
 
-  // A config that contradicts the weights is caught the same way through load_pretrained.
+  // A config that contradicts the weights is caught through load_pretrained before the model is
+  // built, naming the parameter, both shapes and the field.
   auto j = json::parse(std::ifstream(dir / "config.json"));
   j["intermediate_size"] = 100;
   std::ofstream(dir / "config.json") << j.dump();
-  CHECK_MESSAGE_CONTAINS(test::message_of<CheckpointError>([&] { load_pretrained(dir); }), "shape mismatch for");
+  CHECK_MESSAGE_CONTAINS(test::message_of<CheckpointError>([&] { load_pretrained(dir); }),
+                         (dir / "config.json").string() + " does not match the weights: model.layers.0.mlp.gate_proj.weight "
+                         "is [96, 64] in the checkpoint, the config makes it [100, 64] (intermediate_size 100)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: config.json sizes are checked against the weights' headers before anything is allocated") {
+  const auto dir = test::temp_dir("hostile_config");
+  auto cfg = test::small_config("llama");
+  save_pretrained(*make_model(cfg), dir);
+  auto j = json::parse(std::ifstream(dir / "config.json"));
+  // 2,000,000 x 64 fp32 would be 512 MB allocated before the old shape check; now refused first.
+  j["vocab_size"] = 2000000;
+  std::ofstream(dir / "config.json") << j.dump();
+  auto msg = test::message_of<CheckpointError>([&] { load_pretrained(dir); });
+  CHECK_MESSAGE_CONTAINS(msg, "model.embed_tokens.weight is [97, 64] in the checkpoint, the config makes it [2000000, 64] "
+                              "(vocab_size 2000000)");
+  // Beyond the bounds: refused by validation, naming the field and the file, before any build.
+  j["vocab_size"] = 1e12;
+  std::ofstream(dir / "config.json") << j.dump();
+  msg = test::message_of<ConfigError>([&] { load_pretrained(dir); });
+  CHECK_MESSAGE_CONTAINS(msg, (dir / "config.json").string() + ": vocab_size (1000000000000) exceeds the supported maximum");
   std::filesystem::remove_all(dir);
 }
 

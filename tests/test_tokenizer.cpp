@@ -2,11 +2,16 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <functional>
+
+#include <unistd.h>
 
 #include <minillm/tokenizer/bpe.hpp>
 #include <minillm/tokenizer/stream_decoder.hpp>
 #include <minillm/tokenizer/trainer.hpp>
 #include <minillm/tokenizer/chat_template.hpp>
+#include <minillm/tokenizer/document_markers.hpp>
+#include <minillm/tokenizer/jinja_templates.hpp>
 
 #include <map>
 
@@ -231,4 +236,31 @@ TEST_CASE("chat: bad messages are rejected with the index named") {
   CHECK(err(R"([{"role":"user","content":"a"},{"content":"b"}])") == "message 1 has no \"role\" string");
   CHECK(err(R"([{"role":"robot","content":"a"}])") == "message 0 has unknown role \"robot\" (system, user, assistant, tool)");
   CHECK(err(R"([{"role":"user","content":5}])") == "message 0: \"content\" must be a string");
+}
+
+TEST_CASE("tokenizer: a malformed tokenizer_config.json is an error naming the file, never the default template") {
+  const auto dir = std::filesystem::temp_directory_path() / ("minillm_tokcfg_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto tok = BpeTokenizer::from_file(std::filesystem::path(MINILLM_TEST_DATA_DIR) / "tokenizer/minimind/tokenizer.json");
+  const auto file = (dir / "tokenizer_config.json").string();
+  auto message = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const TokenizerError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  // Absent: the documented defaults.
+  CHECK(minillm::tokenizer::chat_format_of(dir) == minillm::tokenizer::ChatFormat::minimind3);
+  std::ofstream(file) << "{\"chat_template\": \"{{ messages\"";  // cut off
+  CHECK(message([&] { minillm::tokenizer::chat_format_of(dir); }).find(file + ": not valid JSON") != std::string::npos);
+  CHECK(message([&] { minillm::document_markers(dir, tok); }).find(file + ": not valid JSON") != std::string::npos);
+  std::ofstream(file) << "[1, 2]";
+  CHECK(message([&] { minillm::tokenizer::chat_format_of(dir); }).find(file + ": expected a JSON object, got array") !=
+        std::string::npos);
+  std::ofstream(file) << "{\"chat_template\": 7}";
+  CHECK(message([&] { minillm::tokenizer::chat_format_of(dir); }).find(file + ": chat_template must be a string, got number") !=
+        std::string::npos);
+  std::filesystem::remove_all(dir);
 }

@@ -13,12 +13,14 @@
 
 #include <minillm/data/packed_windows.hpp>
 #include <minillm/train/checkpoint.hpp>
+#include <minillm/train/loop.hpp>
 #include <minillm/train/tensorboard.hpp>
 #include <minillm/train/trainer.hpp>
 #include <torch/nn/utils/clip_grad.h>
 
 using namespace minillm;
 using namespace minillm::train;
+using nlohmann::json;
 
 TEST_CASE("train: learning-rate schedules") {
   ScheduleOptions mm{.kind = LrSchedule::minimind_cosine, .lr = 1e-3, .total_steps = 100};
@@ -170,6 +172,78 @@ TEST_CASE("train: N steps straight equal N/2 + checkpoint + load into a fresh pr
   Trainer<minillm::AnyCausalLM> td(*d, opt);
   CHECK_MESSAGE_CONTAINS(test::message_of<minillm::CheckpointError>([&] { load_checkpoint(kept.back(), *d, td); }),
                          "checkpoint hidden_size (64) contradicts the model being trained (32)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: keep-last never deletes the checkpoint just written, nor checkpoints of later steps") {
+  const auto dir = test::temp_dir("retention");
+  auto model = make_model(test::small_config("llama"));
+  Trainer<minillm::AnyCausalLM> trainer(*model, {});
+  auto save_at = [&](int64_t step) {
+    trainer.set_step(step);
+    return save_checkpoint(dir, *model, trainer, {0, 0}, /*keep_last=*/2);
+  };
+  save_at(10);  // an earlier run's, further along
+  save_at(12);
+  // A new run in the same directory: its checkpoints sort first, and used to be deleted as the oldest.
+  CHECK(std::filesystem::exists(save_at(2)));
+  CHECK(std::filesystem::exists(save_at(3)));
+  CHECK(std::filesystem::exists(save_at(4)));
+  std::vector<std::string> names;
+  for (const auto& d : list_checkpoints(dir)) names.push_back(d.filename().string());
+  CHECK(names == std::vector<std::string>{"checkpoint-00000003", "checkpoint-00000004", "checkpoint-00000010",
+                                          "checkpoint-00000012"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: resume takes the newest complete checkpoint and names each damaged one by its file") {
+  const auto dir = test::temp_dir("resume_point");
+  auto model = make_model(test::small_config("llama"));
+  Trainer<minillm::AnyCausalLM> trainer(*model, {});
+  for (const int64_t step : {2, 4, 6, 8, 10}) {
+    trainer.set_step(step);
+    save_checkpoint(dir, *model, trainer, {0, static_cast<uint64_t>(step)});
+  }
+  auto state = [&](int64_t step) { return dir / minillm::train::detail::checkpoint_name(step) / "trainer_state.json"; };
+  auto rewrite = [&](int64_t step, const std::function<void(json&)>& edit) {
+    auto j = json::parse(std::ifstream(state(step)));
+    edit(j);
+    std::ofstream(state(step)) << j.dump();
+  };
+  std::filesystem::remove(state(10));                                // killed before it was written
+  std::ofstream(state(8)) << "{\"step\": 8, \"skipped";            // cut off
+  rewrite(6, [](json& j) { j["step"] = -5; });                       // nonsense
+  rewrite(4, [](json& j) { j["step"] = 3; });                        // not the step its name says
+  const auto point = find_resume_point(dir);
+  CHECK(point.dir.filename() == "checkpoint-00000002");
+  REQUIRE(point.passed_over.size() == 4);
+  CHECK_MESSAGE_CONTAINS(point.passed_over[0], state(10).string() + ": missing");
+  CHECK_MESSAGE_CONTAINS(point.passed_over[1], state(8).string() + ": not valid JSON");
+  CHECK_MESSAGE_CONTAINS(point.passed_over[2], state(6).string() + ": \"step\" must be a non-negative integer, got -5");
+  CHECK_MESSAGE_CONTAINS(point.passed_over[3], state(4).string() + ": step 3 contradicts the directory name (step 4)");
+  // Loading a damaged one directly names the file too (it used to be a bare JSON parse error).
+  CHECK_MESSAGE_CONTAINS(test::message_of<minillm::CheckpointError>([&] { load_checkpoint(state(8).parent_path(), *model, trainer); }),
+                         state(8).string() + ": not valid JSON");
+  const auto info = load_checkpoint(point.dir, *model, trainer);
+  CHECK(info.step == 2);
+  CHECK(info.cursor.position == 2);
+  CHECK(find_resume_point(dir / "nothing_here").dir.empty());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("train: metrics.jsonl keeps each step once when a run resumes at an earlier step") {
+  const auto dir = test::temp_dir("metrics");
+  {
+    std::ofstream out(dir / "metrics.jsonl");
+    for (int step = 1; step <= 6; ++step) out << json{{"step", step}, {"loss", 1.0 / step}}.dump() << '\n';
+    out << "{\"step\": 7, \"lo";  // a write cut off by a kill
+  }
+  truncate_metrics(dir / "metrics.jsonl", 4);
+  std::ifstream in(dir / "metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(in, line);) steps.push_back(json::parse(line)["step"].get<int64_t>());
+  CHECK(steps == std::vector<int64_t>{1, 2, 3, 4});
+  CHECK_FALSE(std::filesystem::exists(dir / "metrics.jsonl.tmp"));
   std::filesystem::remove_all(dir);
 }
 

@@ -115,6 +115,23 @@ inline void require_positive(std::string_view name, int64_t v) {
 inline void require_positive(std::string_view name, double v) {
   if (!(v > 0.0) || !std::isfinite(v)) config_fail(name, " (", v, ") must be a positive finite number");
 }
+inline void require_at_most(std::string_view name, int64_t v, int64_t limit) {
+  if (v > limit) config_fail(name, " (", v, ") exceeds the supported maximum of ", limit);
+}
+// Upper bounds, far above any published model, so a corrupt or hostile config.json is refused with
+// the field's name before anything is allocated (not by the allocator, or by building 1e9 modules).
+struct ConfigLimits {
+  static constexpr int64_t vocab_size = int64_t{1} << 24;               // 16,777,216 (largest real ~256k)
+  static constexpr int64_t hidden_size = int64_t{1} << 16;              // 65,536 (largest real ~25k)
+  static constexpr int64_t layers = 1024;                               // largest real ~160
+  static constexpr int64_t heads = 1024;                                // attention and key/value heads
+  static constexpr int64_t head_dim = 4096;                             // largest real 256
+  static constexpr int64_t intermediate_size = int64_t{1} << 20;        // dense and MoE FFN widths
+  static constexpr int64_t max_position_embeddings = int64_t{1} << 26;  // 67M positions (largest real ~10M)
+  static constexpr int64_t experts = 4096;                              // routed and shared experts
+  static constexpr int64_t expert_modules = int64_t{1} << 16;           // layers x experts (DeepSeek-V3: 15,677)
+  static constexpr int64_t matrix_elements = int64_t{1} << 34;          // one weight matrix: 64 GiB in fp32
+};
 
 }  // namespace detail
 
@@ -139,6 +156,40 @@ inline void ModelConfig::validate() const {
                 num_key_value_heads, ")");
   if (initializer_range < 0.0 || !std::isfinite(initializer_range))
     config_fail("initializer_range (", initializer_range, ") must be a non-negative finite number");
+  // Bounds: each size alone, then the largest matrices they make (no int64 overflow below: each
+  // factor is bounded first).
+  using Limits = detail::ConfigLimits;
+  using detail::require_at_most;
+  require_at_most("vocab_size", vocab_size, Limits::vocab_size);
+  require_at_most("hidden_size", hidden_size, Limits::hidden_size);
+  require_at_most("num_hidden_layers", num_hidden_layers, Limits::layers);
+  require_at_most("num_attention_heads", num_attention_heads, Limits::heads);
+  require_at_most("num_key_value_heads", num_key_value_heads, Limits::heads);
+  require_at_most("head_dim", head_dim, Limits::head_dim);
+  require_at_most("intermediate_size", intermediate_size, Limits::intermediate_size);
+  require_at_most("moe_intermediate_size", moe_intermediate_size, Limits::intermediate_size);
+  require_at_most("max_position_embeddings", max_position_embeddings, Limits::max_position_embeddings);
+  require_at_most("num_experts", num_experts, Limits::experts);
+  require_at_most("n_shared_experts", n_shared_experts, Limits::experts);
+  // Multi-head latent attention's ranks and head parts (its policy checks that they are positive).
+  for (const auto& [name, v] : {std::pair{"q_lora_rank", q_lora_rank}, std::pair{"kv_lora_rank", kv_lora_rank},
+                                std::pair{"qk_nope_head_dim", qk_nope_head_dim}, std::pair{"qk_rope_head_dim", qk_rope_head_dim},
+                                std::pair{"v_head_dim", v_head_dim}})
+    require_at_most(name, v, Limits::hidden_size);
+  for (const auto& [name, v] : {std::pair{"num_experts", num_experts}, std::pair{"n_shared_experts", n_shared_experts},
+                                std::pair{"moe_intermediate_size", moe_intermediate_size}})
+    if (v < 0) config_fail(name, " (", v, ") must not be negative");
+  if (num_hidden_layers * (num_experts + n_shared_experts) > Limits::expert_modules)
+    config_fail("num_hidden_layers x (num_experts + n_shared_experts) (", num_hidden_layers * (num_experts + n_shared_experts),
+                " expert modules) exceeds the supported maximum of ", Limits::expert_modules);
+  for (const auto& [what, elements] :
+       {std::pair{"vocab_size x hidden_size", vocab_size * hidden_size},
+        std::pair{"intermediate_size x hidden_size", intermediate_size * hidden_size},
+        std::pair{"moe_intermediate_size x hidden_size", resolved_moe_intermediate_size() * hidden_size},
+        std::pair{"num_attention_heads x head_dim x hidden_size", num_attention_heads * resolved_head_dim() * hidden_size}})
+    if (elements > Limits::matrix_elements)
+      config_fail(what, " (", elements, " elements) exceeds the supported maximum of ", Limits::matrix_elements,
+                  " per weight matrix");
   if (rope_scaling) {
     const auto& s = *rope_scaling;
     if (s.type != "yarn")
@@ -162,9 +213,13 @@ inline std::string json_type_name(const nlohmann::json& v) {
 
 inline void read_json_field(const nlohmann::json& j, const char* key, int64_t& out) {
   const auto& v = j.at(key);
-  if (v.is_number_integer()) {
+  // Integers beyond int64 (as uint64, or as floats: casting those is undefined) are refused here.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    config_fail("config field '", key, "' (", v.dump(), ") is out of range");
+  } else if (v.is_number_integer()) {
     out = v.get<int64_t>();
   } else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+    if (!(std::fabs(v.get<double>()) < 9.2e18)) config_fail("config field '", key, "' (", v.dump(), ") is out of range");
     out = static_cast<int64_t>(v.get<double>());
   } else {
     config_fail("config field '", key, "' must be an integer, got ", json_type_name(v), " ", v.dump());

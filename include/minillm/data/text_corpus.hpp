@@ -1,8 +1,8 @@
 // Reads the texts of a corpus file one at a time, without loading the file:
 //   *.jsonl  one JSON object per line: its "text", or the contents of its "conversations"
 //            (MiniMind's SFT format; reasoning_content included), joined by newlines
-//   other    each line is a text (its newline kept, so tokenizers learn it)
-// Malformed lines raise an error naming the file and line number.
+//   other    each line is a text (its newline kept, so tokenizers learn it); it must be UTF-8
+// Malformed lines (bad JSON, invalid UTF-8) raise an error naming the file and line number.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,8 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "minillm/tokenizer/unicode.hpp"
 
 namespace minillm::data {
 
@@ -32,13 +34,18 @@ inline uint64_t for_each_text(const std::filesystem::path& path, const std::func
   while (std::getline(in, line)) {
     ++line_no;
     bytes += line.size() + 1;
+    const auto where = [&] { return path.string() + ":" + std::to_string(line_no); };
     if (!jsonl) {
+      try {
+        tokenizer::unicode::require_valid_utf8(line);  // JSON lines are checked by the parser
+      } catch (const tokenizer::TokenizerError& e) {
+        throw DataError(where() + ": " + e.what());
+      }
       if (!in.eof()) line += '\n';
       if (!fn(std::move(line))) break;
       continue;
     }
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto where = [&] { return path.string() + ":" + std::to_string(line_no); };
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);

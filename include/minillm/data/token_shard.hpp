@@ -1,6 +1,8 @@
 // Pre-tokenized corpora: a shard file holds documents' token ids back to back (each document
 // already wrapped in bos ... eos), uint16 when the vocabulary fits, else uint32, behind a 64-byte
-// header. Shards are read through mmap, so corpora larger than RAM work.
+// header. Shards are read through mmap, so corpora larger than RAM work. Opening one scans its ids
+// once (a max reduction, vectorised in -O3 builds) so an id outside the vocabulary is an error at
+// open, naming the file and position, not a failure deep inside some later batch.
 //
 // Header (little-endian): "MLLMTOKS" | u32 version=1 | u32 bytes per token (2|4) |
 //                         u64 tokens | u64 documents | u64 vocab size | 24 bytes zero
@@ -61,6 +63,7 @@ class ShardWriter {
   const ShardHeader& header() const { return header_; }
 
   void finish() {
+    if (header_.tokens == 0) throw DataError(path_.string() + ": no documents to write (the input has no text)");
     char h[kShardHeaderBytes] = {};
     std::memcpy(h, kShardMagic, 8);
     const uint32_t version = 1;
@@ -106,6 +109,16 @@ class TokenShard {
         kShardHeaderBytes + header_.tokens * header_.token_bytes != map_->size())
       throw DataError(where + ": header says " + std::to_string(header_.tokens) + " tokens but the file holds " +
                       std::to_string(map_->size()) + " bytes (truncated?)");
+    const auto* ids = map_->data() + kShardHeaderBytes;  // page-aligned map + 64: aligned for both widths
+    const uint64_t max_id = header_.token_bytes == 2 ? max_of(reinterpret_cast<const uint16_t*>(ids), header_.tokens)
+                                                     : max_of(reinterpret_cast<const uint32_t*>(ids), header_.tokens);
+    if (header_.tokens > 0 && max_id >= header_.vocab_size) {
+      uint64_t i = 0;
+      int64_t id = 0;
+      while (read(i, 1, &id), static_cast<uint64_t>(id) < header_.vocab_size) ++i;
+      throw DataError(where + ": token " + std::to_string(i) + " is id " + std::to_string(id) +
+                      ", outside the shard's vocabulary [0, " + std::to_string(header_.vocab_size) + ")");
+    }
   }
 
   const ShardHeader& header() const { return header_; }
@@ -131,6 +144,13 @@ class TokenShard {
   }
 
  private:
+  template <class Id>
+  static uint64_t max_of(const Id* ids, uint64_t n) {
+    Id m = 0;
+    for (uint64_t i = 0; i < n; ++i) m = ids[i] > m ? ids[i] : m;  // no early exit: vectorisable
+    return m;
+  }
+
   static std::shared_ptr<io::MappedFile> open(const std::filesystem::path& path) {
     try {
       return std::make_shared<io::MappedFile>(path);

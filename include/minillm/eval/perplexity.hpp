@@ -24,6 +24,7 @@ inline PerplexityResult text_perplexity(AnyCausalLM& model, const tokenizer::Bpe
                                         const std::filesystem::path& file, int64_t window, int64_t max_docs = 0,
                                         const std::function<void(const PerplexityResult&)>& progress = {}) {
   if (window < 1) throw std::invalid_argument("window (" + std::to_string(window) + ") must be positive");
+  if (max_docs < 0) throw std::invalid_argument("max_docs (" + std::to_string(max_docs) + ") must not be negative (0: all)");
   at::NoGradGuard no_grad;
   const auto device = model.module().parameters().front().device();
   PerplexityResult r;

@@ -40,6 +40,22 @@ struct GenerationOptions {
   bool speculative = false;
 };
 
+// The model gave non-finite logits (NaN or inf weights, or an overflow): nothing sensible can be
+// generated from them.
+struct GenerationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// logits: (B, V) for generated token `token`. One reduction and one host read per token; argmax
+// over NaN would otherwise pick an arbitrary id, and sampling would fail inside LibTorch.
+inline void check_finite_logits(const at::Tensor& logits, int64_t token) {
+  if (at::isfinite(logits).all().item<bool>()) return;
+  const auto rows = at::isfinite(logits.reshape({-1, logits.size(-1)})).all(-1).logical_not().nonzero();  // (bad, 1)
+  throw GenerationError("the model gave non-finite logits (NaN or inf) for generated token " + std::to_string(token) +
+                        " of row " + std::to_string(rows[0][0].item<int64_t>()) +
+                        ": its weights may be damaged (check them for NaN / inf)");
+}
+
 enum class FinishReason { stop, length, cancelled };
 
 inline std::string_view finish_reason_name(FinishReason r) {
@@ -214,6 +230,7 @@ class Generator {
     auto logits = step(ids.to(device), longest);
     for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
       const int64_t seen = longest + i;
+      check_finite_logits(logits, i);
       const auto next = sample_next(drawable(logits), context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
       const at::Tensor next_cpu = next.to(at::kCPU);
       const auto* next_ids = next_cpu.data_ptr<int64_t>();
@@ -328,6 +345,7 @@ class Generator {
 
     const auto ids = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), longs).unsqueeze(0);  // (1, n)
     const auto first = forward_of(model_, ids, {.cache = &cache, .logits_to_keep = 1});
+    check_finite_logits(first.logits, 0);
     at::Tensor next = drawable(first.logits.select(1, -1)).argmax(-1, /*keepdim=*/true);  // (1, 1)
     // The head drafts the most likely decodable token after the last pair (h[i], x[i+1]) it reads.
     auto draft_after = [&](const at::Tensor& next_ids, const at::Tensor& hidden) {  // -> (1, 1)
@@ -339,6 +357,7 @@ class Generator {
     while (going) {
       reserve(cache.length() + 2);
       const auto verify = forward_of(model_, at::cat({next, draft}, 1), {.cache = &cache});  // logits (1, 2, V)
+      check_finite_logits(verify.logits, static_cast<int64_t>(out.tokens.size()));
       const at::Tensor predicted = drawable(verify.logits).argmax(-1);                    // (1, 2)
       const at::Tensor host = at::cat({predicted.view({-1}), draft.view({-1})}).cpu();    // one read: a1, a2, draft
       const auto* v = host.data_ptr<int64_t>();

@@ -26,48 +26,6 @@ struct LoadReport {
   std::vector<std::string> ignored;     // known extras: rotary buffers, a tied lm_head
 };
 
-namespace detail {
-
-inline std::string list_some(const std::vector<std::string>& v, size_t n = 8) {
-  std::string s;
-  for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
-  if (v.size() > n) s += ", ... (" + std::to_string(v.size()) + " in all)";
-  return s;
-}
-
-inline std::string shape_of(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
-
-// transformers 5 stores Qwen3-MoE experts fused per layer: experts.gate_up_proj (E, 2I, H) and
-// experts.down_proj (E, H, I). Split them into the per-expert HF 4.x names our modules use.
-inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
-  static const std::regex fused(R"((.*\.mlp\.experts)\.(gate_up_proj|down_proj)$)");
-  std::vector<std::string> keys;
-  for (const auto& [k, v] : t) keys.push_back(k);
-  for (const auto& k : keys) {
-    std::smatch m;
-    if (!std::regex_match(k, m, fused)) continue;
-    const auto w = t.at(k);
-    const std::string prefix = m[1];
-    for (int64_t e = 0; e < w.size(0); ++e) {
-      const auto pe = prefix + "." + std::to_string(e) + ".";
-      if (m[2] == "gate_up_proj") {
-        const auto halves = w[e].chunk(2, 0);  // (2I, H) -> gate (I, H), up (I, H)
-        t[pe + "gate_proj.weight"] = halves[0];
-        t[pe + "up_proj.weight"] = halves[1];
-      } else {
-        t[pe + "down_proj.weight"] = w[e];  // (H, I)
-      }
-    }
-    t.erase(k);
-  }
-}
-
-}  // namespace detail
-
 // Another implementation's names for our parameters and config fields. Modules carry HF's names;
 // an architecture whose reference implementation names things otherwise lists its layout here, and
 // load_state / save_pretrained translate at the boundary (load: either naming; save: theirs).
@@ -133,18 +91,92 @@ inline std::string rename_segments(const std::string& key, const CheckpointLayou
   }
   return out;
 }
+
+inline std::string list_some(const std::vector<std::string>& v, size_t n = 8) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < n; ++i) s += (i ? ", " : "") + v[i];
+  if (v.size() > n) s += ", ... (" + std::to_string(v.size()) + " in all)";
+  return s;
+}
+
+inline std::string shape_of(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+// transformers 5 stores Qwen3-MoE experts fused per layer: experts.gate_up_proj (E, 2I, H) and
+// experts.down_proj (E, H, I). Split them into the per-expert HF 4.x names our modules use.
+inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
+  static const std::regex fused(R"((.*\.mlp\.experts)\.(gate_up_proj|down_proj)$)");
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : t) keys.push_back(k);
+  for (const auto& k : keys) {
+    std::smatch m;
+    if (!std::regex_match(k, m, fused)) continue;
+    const auto w = t.at(k);
+    const std::string prefix = m[1];
+    for (int64_t e = 0; e < w.size(0); ++e) {
+      const auto pe = prefix + "." + std::to_string(e) + ".";
+      if (m[2] == "gate_up_proj") {
+        const auto halves = w[e].chunk(2, 0);  // (2I, H) -> gate (I, H), up (I, H)
+        t[pe + "gate_proj.weight"] = halves[0];
+        t[pe + "up_proj.weight"] = halves[1];
+      } else {
+        t[pe + "down_proj.weight"] = w[e];  // (H, I)
+      }
+    }
+    t.erase(k);
+  }
+}
+
+// Compares the parameter shapes `cfg` implies (the model built on the meta device: no memory) with
+// the checkpoint's tensors (views of the mapped files), before anything is allocated. A mismatch
+// names the parameter, both shapes, and the config fields whose value the differing sizes are.
+// A checkpoint's tensors under our parameter names: fused experts split, another layout's names
+// (the architecture's CheckpointLayout) translated.
+inline void to_our_names(std::map<std::string, at::Tensor>& tensors, std::string_view architecture) {
+  split_fused_experts(tensors);
+  if (const auto* layout = checkpoint_layout(architecture)) {
+    std::map<std::string, at::Tensor> renamed;
+    for (auto& [k, v] : tensors) renamed.emplace(rename_segments(k, *layout, false), std::move(v));
+    tensors = std::move(renamed);
+  }
+}
+
+inline void check_shapes_before_loading(const ModelConfig& cfg, std::map<std::string, at::Tensor> tensors,
+                                        const std::filesystem::path& config_file) {
+  std::unique_ptr<AnyCausalLM> meta;
+  try {
+    meta = make_model(cfg, at::TensorOptions().device(at::kMeta));
+  } catch (const ConfigError& e) {
+    throw ConfigError(config_file.string() + ": " + e.what());
+  }
+  to_our_names(tensors, meta->architecture());
+  const nlohmann::json fields = meta->config();
+  for (const auto& p : meta->module().named_parameters()) {
+    const auto it = tensors.find(p.key());
+    if (it == tensors.end() || it->second.sizes() == p.value().sizes()) continue;  // missing keys: load_state's report
+    std::string named;
+    for (int64_t d = 0; d < p.value().dim(); ++d) {
+      const auto want = p.value().size(d);
+      if (d < it->second.dim() && it->second.size(d) == want) continue;
+      for (const auto& [key, v] : fields.items())
+        if (v.is_number_integer() && v.get<int64_t>() == want) named += (named.empty() ? "" : ", ") + key + " " + std::to_string(want);
+    }
+    throw CheckpointError(config_file.string() + " does not match the weights: " + p.key() + " is " +
+                          shape_of(it->second) + " in the checkpoint, the config makes it " + shape_of(p.value()) +
+                          (named.empty() ? "" : " (" + named + ")"));
+  }
+}
+
 }  // namespace detail
 
 // Copies `tensors` into the module's parameters (converting dtype and device). Throws on a shape
 // mismatch; with `strict`, also when any key is missing or unexpected.
 inline LoadReport load_state(torch::nn::Module& module, const ModelConfig& c, std::map<std::string, at::Tensor> tensors,
                              bool strict = true) {
-  detail::split_fused_experts(tensors);
-  if (const auto* layout = checkpoint_layout(c.architecture)) {
-    std::map<std::string, at::Tensor> renamed;
-    for (auto& [k, v] : tensors) renamed.emplace(detail::rename_segments(k, *layout, false), std::move(v));
-    tensors = std::move(renamed);
-  }
+  detail::to_our_names(tensors, c.architecture);
   LoadReport r;
   at::NoGradGuard no_grad;
   for (auto& p : module.named_parameters()) {
@@ -180,9 +212,16 @@ inline std::unique_ptr<AnyCausalLM> load_pretrained(const std::filesystem::path&
   if (!std::filesystem::is_directory(dir)) throw CheckpointError(dir.string() + ": not a checkpoint directory");
   auto cfg = load_config(dir / "config.json");
   cfg.architecture = resolve_architecture(cfg);
+  std::map<std::string, at::Tensor> tensors;
+  try {
+    tensors = io::load_safetensors_dir(dir);
+  } catch (const std::exception& e) {
+    throw CheckpointError(dir.string() + ": " + e.what());
+  }
+  detail::check_shapes_before_loading(cfg, tensors, dir / "config.json");
   auto model = make_model(cfg, options);
   try {
-    auto r = load_state(model->module(), model->config(), io::load_safetensors_dir(dir), strict);
+    auto r = load_state(model->module(), model->config(), std::move(tensors), strict);
     if (report != nullptr) *report = std::move(r);
   } catch (const std::exception& e) {
     throw CheckpointError(dir.string() + ": " + e.what());

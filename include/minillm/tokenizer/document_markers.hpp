@@ -6,6 +6,7 @@
 #include <string>
 
 #include "minillm/tokenizer/bpe.hpp"
+#include "minillm/tokenizer/tokenizer_config.hpp"
 
 namespace minillm {
 
@@ -14,11 +15,9 @@ namespace minillm {
 inline std::pair<int32_t, int32_t> document_markers(const std::filesystem::path& tokenizer_dir,
                                                     const tokenizer::BpeTokenizer& tok) {
   std::string bos = "<|im_start|>", eos = "<|im_end|>";
-  if (std::ifstream in(tokenizer_dir / "tokenizer_config.json"); in) {
-    const auto c = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (c.is_object() && c.contains("bos_token") && c["bos_token"].is_string()) bos = c["bos_token"];
-    if (c.is_object() && c.contains("eos_token") && c["eos_token"].is_string()) eos = c["eos_token"];
-  }
+  const auto c = tokenizer::read_tokenizer_config(tokenizer_dir);
+  if (c.contains("bos_token") && c["bos_token"].is_string()) bos = c["bos_token"];
+  if (c.contains("eos_token") && c["eos_token"].is_string()) eos = c["eos_token"];
   const auto b = tok.token_to_id(bos), e = tok.token_to_id(eos);
   if (!b || !e) throw tokenizer::TokenizerError("tokenizer has no bos/eos token \"" + bos + "\" / \"" + eos + "\"");
   return {*b, *e};

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "minillm/tokenizer/chat_template.hpp"
+#include "minillm/tokenizer/tokenizer_config.hpp"
 
 namespace minillm::tokenizer {
 
@@ -110,10 +111,11 @@ inline std::string_view jinja_template(ChatFormat format) {
 // is one of ours word for word; otherwise recognised by its markers (Llama-3 headers, a <think>
 // block, plain ChatML); minimind3 when the file or the field is absent.
 inline ChatFormat chat_format_of(const std::filesystem::path& tokenizer_dir) {
-  std::ifstream in(tokenizer_dir / "tokenizer_config.json");
-  if (!in) return ChatFormat::minimind3;
-  const auto cfg = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!cfg.is_object() || !cfg.contains("chat_template") || !cfg["chat_template"].is_string()) return ChatFormat::minimind3;
+  const auto cfg = read_tokenizer_config(tokenizer_dir);
+  if (!cfg.contains("chat_template") || cfg["chat_template"].is_null()) return ChatFormat::minimind3;
+  if (!cfg["chat_template"].is_string())
+    throw TokenizerError((tokenizer_dir / "tokenizer_config.json").string() + ": chat_template must be a string, got " +
+                         cfg["chat_template"].type_name());
   const auto text = cfg["chat_template"].get<std::string>();
   for (const auto f : {ChatFormat::minimind3, ChatFormat::minimind2, ChatFormat::llama3})
     if (text == jinja_template(f)) return f;

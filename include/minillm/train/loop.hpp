@@ -37,6 +37,7 @@ struct LoopOptions {
   int keep_last = 3;
   at::Device device = at::kCPU;
   const std::atomic<bool>* stop = nullptr;  // set (e.g. by SIGINT): save a checkpoint and return
+  nlohmann::json run_setup = nlohmann::json::object();  // recorded in each checkpoint's trainer_state.json
 };
 
 struct LoopResult {
@@ -78,13 +79,37 @@ inline std::string duration(double seconds) {
 inline std::filesystem::path save_training_checkpoint(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer,
                                                       const data::DataCursor& cursor, const LoopOptions& o,
                                                       const nlohmann::json& generation_config) {
-  return save_checkpoint(o.out, model, trainer, cursor, o.keep_last, [&](const std::filesystem::path& dir) {
-    if (o.tokenizer_dir.empty()) return;
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-      if (std::filesystem::exists(o.tokenizer_dir / f))
-        std::filesystem::copy_file(o.tokenizer_dir / f, dir / f, std::filesystem::copy_options::overwrite_existing);
-    io::write_text_file_atomic(dir / "generation_config.json", generation_config.dump(2) + "\n");
-  });
+  return save_checkpoint(
+      o.out, model, trainer, cursor, o.keep_last,
+      [&](const std::filesystem::path& dir) {
+        if (o.tokenizer_dir.empty()) return;
+        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+          if (std::filesystem::exists(o.tokenizer_dir / f))
+            std::filesystem::copy_file(o.tokenizer_dir / f, dir / f, std::filesystem::copy_options::overwrite_existing);
+        io::write_text_file_atomic(dir / "generation_config.json", generation_config.dump(2) + "\n");
+      },
+      o.run_setup);
+}
+
+// Keeps the lines of a metrics.jsonl up to `last_step` (replacing the file atomically), so a run
+// resumed at that step logs each step once. Lines that do not parse (a write cut off by a kill) go.
+inline void truncate_metrics(const std::filesystem::path& path, int64_t last_step) {
+  if (!std::filesystem::exists(path)) return;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  std::string line, kept;
+  size_t dropped = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= last_step) {
+      kept += line;
+      kept += '\n';
+    } else {
+      ++dropped;
+    }
+  }
+  in.close();
+  if (dropped > 0) io::write_text_file_atomic(path, kept);
 }
 
 // generation_config.json for checkpoints: the tokenizer's bos / eos ids.
@@ -98,6 +123,7 @@ inline nlohmann::json generation_config(const std::filesystem::path& tokenizer_d
 inline LoopResult run_training(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer, const DataSource& data,
                                const std::function<double()>& validate, const LoopOptions& o) {
   std::filesystem::create_directories(o.out);
+  truncate_metrics(o.out / "metrics.jsonl", trainer.current_step());
   std::ofstream metrics(o.out / "metrics.jsonl", std::ios::app);
   if (!metrics) throw std::runtime_error("cannot write " + (o.out / "metrics.jsonl").string());
   TensorBoardWriter tb(o.out / "tb");
