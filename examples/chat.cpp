@@ -19,6 +19,7 @@ struct Answer {
   std::string text;
   size_t tokens = 0;
   double seconds = 0;
+  int64_t drafted = 0, accepted = 0;  // --speculative
 };
 
 Answer answer(inference_cli::Session& s, const inference_cli::Options& o, const std::vector<minillm::tokenizer::ChatMessage>& history,
@@ -36,11 +37,17 @@ Answer answer(inference_cli::Session& s, const inference_cli::Options& o, const 
   }, &cancel_answer);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  return {g.text, g.tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  return {g.text, g.tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), g.drafted,
+          g.accepted};
 }
 
 void print_speed(const Answer& a) {
-  std::fprintf(stderr, "[%zu tokens, %.1f tokens/s]\n", a.tokens, a.tokens / std::max(a.seconds, 1e-9));
+  if (a.drafted > 0)
+    std::fprintf(stderr, "[%zu tokens, %.1f tokens/s, %lld of %lld drafts accepted (%.0f%%)]\n", a.tokens,
+                 a.tokens / std::max(a.seconds, 1e-9), static_cast<long long>(a.accepted),
+                 static_cast<long long>(a.drafted), 100.0 * static_cast<double>(a.accepted) / static_cast<double>(a.drafted));
+  else
+    std::fprintf(stderr, "[%zu tokens, %.1f tokens/s]\n", a.tokens, a.tokens / std::max(a.seconds, 1e-9));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 //   minillm-eval --model DIR --ids "302 171 301" --logits-out logits.f32   full-sequence logits, float32 [T, V]
 //   minillm-eval --model DIR --ids "302 171 301" --greedy 12              12 greedy token ids
 //   minillm-eval --model DIR --text val.jsonl                              perplexity over a text or jsonl file
+//   minillm-eval --model DIR --ids "302 171 301" --objective              the training objective for labels = ids (JSON)
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Run a checkpoint directory (HF layout) on token ids: write logits or greedy-decode."};
   std::string model_dir, ids_text, logits_out, device = "cpu";
   int greedy = 0, threads = 0;
+  bool objective = false;
   app.add_option("--model", model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
   std::string text_file, tokenizer_path;
   int64_t window = 0, max_docs = 0;
@@ -54,6 +56,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()));
   app.add_option("--logits-out", logits_out, "write the full-sequence logits as raw little-endian float32 [T, V]");
   app.add_option("--greedy", greedy, "print this many greedy continuation ids")->check(CLI::NonNegativeNumber);
+  app.add_flag("--objective", objective,
+               "print the training objective for labels = ids as one JSON line: loss, lm_loss, and mtp_loss / aux_loss "
+               "where the architecture has them (training mode, as a training step computes it)");
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
@@ -62,8 +67,8 @@ int main(int argc, char** argv) {
     minillm::set_num_threads(threads);
     const bool text_mode = !text_file.empty();
     if (!text_mode && ids_text.empty()) throw std::invalid_argument("give --ids (with --logits-out / --greedy) or --text");
-    if (!text_mode && logits_out.empty() && greedy == 0)
-      throw std::invalid_argument("nothing to do: give --logits-out and/or --greedy N");
+    if (!text_mode && logits_out.empty() && greedy == 0 && !objective)
+      throw std::invalid_argument("nothing to do: give --logits-out, --greedy N and/or --objective");
     const auto dev = minillm::device_from_name(device);
     auto model = minillm::load_pretrained(model_dir, at::TensorOptions().device(dev));
     model->module().eval();
@@ -84,6 +89,18 @@ int main(int argc, char** argv) {
     }
     const auto ids = parse_ids(ids_text);
     const auto input = at::tensor(ids, at::kLong).unsqueeze(0).to(dev);  // (1, T)
+
+    if (objective) {
+      // Training mode, as a step computes it: MoE aux losses and the MTP head take part. (A router
+      // whose training forward moves its selection bias moves it here too; nothing is saved.)
+      model->module().train();
+      const auto out = model->forward(input, {.labels = input});
+      model->module().eval();
+      nlohmann::json j = {{"loss", out.loss.item<double>()}, {"lm_loss", out.lm_loss.item<double>()}};
+      if (out.mtp_loss.defined()) j["mtp_loss"] = out.mtp_loss.item<double>();
+      if (out.aux_loss.defined()) j["aux_loss"] = out.aux_loss.item<double>();
+      std::cout << j.dump() << '\n';
+    }
 
     if (!logits_out.empty()) {
       const auto logits = model->forward(input).logits[0].to(at::kFloat).cpu().contiguous();  // (T, V)

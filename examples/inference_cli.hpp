@@ -21,7 +21,7 @@ namespace tk = minillm::tokenizer;
 struct Options {
   std::string model_dir, tokenizer_dir, template_name, device = "cpu", precision = "fp32";
   int threads = 0;
-  bool cuda_graph = true;
+  bool cuda_graph = true, speculative = false;
   int64_t max_new_tokens = 512;
   std::optional<uint64_t> seed;
   minillm::infer::SamplingOptions sampling{.temperature = 0.85, .top_p = 0.85};
@@ -49,6 +49,9 @@ struct Options {
     app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
                  "CUDA: decode through a recorded CUDA graph of the step (default: on)")
         ->capture_default_str();
+    app.add_flag("--speculative", speculative,
+                 "greedy decoding with the model's multi-token-prediction head drafting one token ahead (models with "
+                 "use_mtp; needs --temperature 0); the output is the plain greedy output");
   }
 };
 
@@ -69,6 +72,8 @@ struct Session {
     g.seed = o.seed;
     g.precision = precision;
     g.cuda_graph = o.cuda_graph;
+    // Per request (the server's sampling may differ): speculative where greedy.
+    g.speculative = o.speculative && g.sampling.greedy() && g.sampling.repetition_penalty == 1.0;
     return g;
   }
   int64_t context() const { return model->config().max_position_embeddings; }
@@ -115,6 +120,10 @@ inline Session load_session(const Options& o) {
   s.name = std::filesystem::weakly_canonical(o.model_dir).filename().string();
   s.precision = minillm::precision_from_name(o.precision);
   o.sampling.validate();
+  if (o.speculative && !s.model->has_mtp())
+    throw std::invalid_argument("--speculative: " + o.model_dir + " has no multi-token-prediction head (use_mtp)");
+  if (o.speculative && !o.sampling.greedy())
+    throw std::invalid_argument("--speculative decodes greedily: add --temperature 0");
   return s;
 }
 

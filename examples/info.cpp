@@ -64,6 +64,19 @@ int main(int argc, char** argv) {
     };
     print_count("\ntotal parameters: ", report.total);
     if (report.active_per_token != report.total) print_count("active per token: ", report.active_per_token);
+    if (report.mtp > 0) {
+      print_count("multi-token prediction: ", report.mtp);
+      print_count("without multi-token prediction: ", report.total - report.mtp);
+    }
+    // The cache's size per token, from a cache made on the meta device (nothing allocated).
+    const auto per_token = model->make_cache(1, 1).bytes_per_token();
+    std::cout << "KV cache per token: " << per_token << " bytes in fp32, " << per_token / 2 << " in bf16 ("
+              << minillm::with_commas(per_token / 2 * 4096) << " bytes for 4096 tokens in bf16)\n";
+    if (report.frozen > 0)
+      std::cout << "(the total includes " << report.frozen
+                << " values trained outside autograd, such as DeepSeek's router selection bias, counted as Mini-LLM "
+                   "counts them; transformers keeps them as buffers and counts "
+                << minillm::with_commas(report.total - report.frozen) << ")\n";
     return stdout_status(0);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';

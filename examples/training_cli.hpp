@@ -24,7 +24,7 @@ struct Options {
   int keep_last = 3, threads = 0;
   double lr = 5e-4, min_lr_ratio = 0.1, clip = 1.0, weight_decay = 0.01;
   uint64_t seed = 42;
-  bool resume = false, overwrite = false, cuda_graph = true;
+  bool resume = false, overwrite = false, cuda_graph = true, drop_mtp = false;
   // What the run is started with, recorded in every checkpoint and compared on --resume (see
   // record_setup); and the checkpoint --resume continues from (see prepare_output).
   nlohmann::json setup = nlohmann::json::object();
@@ -71,6 +71,9 @@ struct Options {
         ->check(CLI::IsMember({"fp32", "bf16"}))
         ->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
+    app.add_flag("--drop-mtp", drop_mtp,
+                 "train without the multi-token-prediction module: drop it from the starting model (as Mini-LLM does "
+                 "after pretraining) so it is neither trained nor saved");
     app.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
                  "CUDA: replay the training step as a recorded CUDA graph while batch shapes repeat (default: on)")
         ->capture_default_str();
@@ -82,6 +85,13 @@ struct Options {
   // loads its state); else --init's weights, or a fresh --preset / --config model sized to the
   // tokenizer.
   std::unique_ptr<minillm::AnyCausalLM> make_model(const minillm::tokenizer::BpeTokenizer& tok) const {
+    auto model = build_model(tok);
+    if (drop_mtp) model->drop_mtp();
+    return model;
+  }
+
+ private:
+  std::unique_ptr<minillm::AnyCausalLM> build_model(const minillm::tokenizer::BpeTokenizer& tok) const {
     const auto vocab = static_cast<int64_t>(tok.vocab_size());
     at::manual_seed(seed);
     if (resume) {
@@ -123,6 +133,8 @@ struct Options {
     return minillm::make_model(cfg, at::TensorOptions().device(torch_device()));
   }
 
+
+ public:
   minillm::train::TrainerOptions trainer_options() const {
     minillm::train::TrainerOptions t;
     t.schedule = {minillm::train::lr_schedule_from_name(schedule), lr, steps, warmup, min_lr_ratio};

@@ -45,6 +45,16 @@ inline minillm::ModelConfig small_config(std::string_view arch) {
   c.num_experts_per_tok = 2;
   c.n_shared_experts = 1;
   c.moe_intermediate_size = 48;
+  if (arch == "deepseek_v3" || arch == "mini_deepseekv3") {  // multi-head latent attention, 1 dense layer, 2 groups
+    c.q_lora_rank = 24;
+    c.kv_lora_rank = 16;
+    c.qk_nope_head_dim = 16;
+    c.qk_rope_head_dim = 8;
+    c.v_head_dim = 12;
+    c.first_k_dense_replace = 1;
+    c.n_group = 2;
+    c.topk_group = 1;
+  }
   return c;
 }
 

@@ -88,6 +88,7 @@ TEST_CASE("generation: prefill + cached decode equals the full forward for every
     CAPTURE(name);
     auto cfg = preset_config(name);
     cfg.num_hidden_layers = 2;
+    cfg.first_k_dense_replace = std::min<int64_t>(cfg.first_k_dense_replace, 1);  // DeepSeek: one dense, one MoE layer
     cfg.vocab_size = 512;  // the heads, kv heads, head_dim and norms are the preset's
     at::manual_seed(3);
     auto m = make_model(cfg);
@@ -109,6 +110,7 @@ TEST_CASE("generation: the fixed-shape decode step (what a CUDA graph replays) e
     CAPTURE(name);
     auto cfg = preset_config(name);
     cfg.num_hidden_layers = 2;
+    cfg.first_k_dense_replace = std::min<int64_t>(cfg.first_k_dense_replace, 1);  // DeepSeek: one dense, one MoE layer
     cfg.vocab_size = 512;
     at::manual_seed(4);
     auto m = make_model(cfg);

@@ -3,13 +3,30 @@
 #pragma once
 
 #include "minillm/attention/grouped_query.hpp"
+#include "minillm/attention/latent.hpp"
 #include "minillm/ffn/gelu_mlp.hpp"
 #include "minillm/ffn/swiglu.hpp"
+#include "minillm/moe/deepseek_router.hpp"
 #include "minillm/moe/mixture_of_experts.hpp"
 #include "minillm/norm/layer_norm.hpp"
 #include "minillm/norm/rms_norm.hpp"
 #include "minillm/position/none.hpp"
 #include "minillm/position/rope.hpp"
+
+namespace minillm::layers {
+
+// Per-layer rule for PerLayer<FirstKDense, Dense, Sparse>: layers [0, first_k_dense_replace) use
+// the dense kind, the rest the sparse one (DeepSeek-V3; Mini-LLM's num_dense_layers).
+struct FirstKDense {
+  static size_t kind(const ModelConfig& c, int64_t layer) { return layer < c.first_k_dense_replace ? 0 : 1; }
+  static void validate(const ModelConfig& c) {
+    if (c.first_k_dense_replace < 0 || c.first_k_dense_replace > c.num_hidden_layers)
+      detail::config_fail("first_k_dense_replace (", c.first_k_dense_replace, ") must be between 0 and num_hidden_layers (",
+                          c.num_hidden_layers, ")");
+  }
+};
+
+}  // namespace minillm::layers
 
 namespace minillm::arch {
 
@@ -84,6 +101,35 @@ struct ClassicNoPE {
   using attention = attention::GroupedQuery<attention::QKNorm::off>;
   using ffn = ffn::GeluMLP;
 };
+
+// DeepSeek-V3's feed-forward slot: dense SwiGLU in the first layers, then DeepSeek's MoE (routed
+// experts + one wide shared expert).
+template <moe::DeepSeekFlavor F>
+using DeepSeekFfn = PerLayer<layers::FirstKDense, ffn::SwiGLU,
+                             moe::MixtureOfExperts<moe::DeepSeekRouter<F>, ffn::SwiGLU, moe::SharedExperts::one_wide>>;
+
+// HF DeepSeek-V3: multi-head latent attention, first_k_dense_replace dense layers, then sigmoid
+// group-limited routing with a selection bias.
+struct DeepSeekV3 {
+  static constexpr std::string_view name = "deepseek_v3";
+  using norm = norm::RMSNormHF;
+  using position = position::RoPE;
+  using attention = attention::MultiHeadLatent;
+  using ffn = DeepSeekFfn<moe::DeepSeekFlavor::hf>;
+};
+
+// Mini-LLM's mini_deepseekv3: DeepSeek-V3 with Mini-LLM's RMSNorm rounding (multiply in fp32, then
+// cast) and routing corner cases; trained with aux-loss-free balancing, the sequence-wise aux loss
+// and (config use_mtp) multi-token prediction.
+struct MiniDeepSeekV3 {
+  static constexpr std::string_view name = "mini_deepseekv3";
+  using norm = norm::RMSNormMiniMind3;
+  using position = position::RoPE;
+  using attention = attention::MultiHeadLatent;
+  using ffn = DeepSeekFfn<moe::DeepSeekFlavor::mini_llm>;
+};
+
+static_assert(Architecture<DeepSeekV3> && Architecture<MiniDeepSeekV3>);
 
 static_assert(Architecture<Llama> && Architecture<Qwen2> && Architecture<Qwen3> && Architecture<MiniMind3> && Architecture<MiniMind2MoE> &&
               Architecture<MiniMind3MoE> && Architecture<Qwen3MoE> && Architecture<ClassicNoPE>);

@@ -4,6 +4,8 @@
 // model.norm.weight, lm_head.weight) so checkpoints map one to one.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <vector>
 
 #include "minillm/attention/kernels.hpp"
@@ -34,9 +36,13 @@ struct ForwardOptions {
 
 struct CausalLMOutput {
   at::Tensor logits;    // (B, T', V), T' = T or logits_to_keep
-  at::Tensor loss;      // lm_loss + aux_loss (the training objective); undefined without labels
+  at::Tensor loss;      // lm_loss + mtp_loss + aux_loss (the training objective); undefined without labels
   at::Tensor lm_loss;   // mean cross entropy over non-ignored labels
+  at::Tensor mtp_loss;  // mtp_loss_lambda * the MTP head's cross entropy for token t+2 (training mode, MTP only)
   at::Tensor aux_loss;  // sum of MoE load-balancing losses (training mode, MoE only)
+  at::Tensor hidden;    // (B, T, C) the last layer's output before the final norm (what the MTP head reads)
+  // Training mode, one per layer: tokens per routed expert, int64 (E); undefined for dense layers.
+  std::vector<at::Tensor> expert_load;
 };
 
 // Throws std::out_of_range naming the first bad id unless every id lies in [0, vocab) (one read
@@ -50,14 +56,41 @@ inline void check_token_ids(const at::Tensor& ids, int64_t vocab) {
                             std::to_string(vocab) + ")");
 }
 
+namespace detail {
+// Validates a slot: its rule, and every kind some layer (or a multi-token-prediction block, which
+// uses kind 0) actually uses.
+template <class Slot>
+void validate_slot(const ModelConfig& c, std::string_view slot) {
+  if constexpr (per_layer<Slot>) {
+    validate_policy<typename Slot::rule>(c);
+    using Kinds = slot_kinds_t<Slot>;
+    constexpr size_t count = std::tuple_size_v<Kinds>;
+    std::array<bool, count> used{};
+    used[0] = c.use_mtp;
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+      const size_t k = slot_kind<Slot>(c, layer);
+      if (k >= count)
+        config_fail(slot, " kind ", k, " chosen for layer ", layer, " does not exist (the architecture names ", count,
+                    ")");
+      used[k] = true;
+    }
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      ((used[I] ? validate_policy<std::tuple_element_t<I, Kinds>>(c) : void()), ...);
+    }(std::make_index_sequence<count>{});
+  } else {
+    validate_policy<Slot>(c);
+  }
+}
+}  // namespace detail
+
 // Runs every check an architecture needs on a config; throws ConfigError naming the bad value.
 template <Architecture A>
 void validate_for(const ModelConfig& c) {
   c.validate();
   validate_policy<typename A::norm>(c);
   validate_policy<typename A::position>(c);
-  validate_policy<typename A::attention>(c);
-  validate_policy<typename A::ffn>(c);
+  detail::validate_slot<typename A::attention>(c, "attention");
+  detail::validate_slot<typename A::ffn>(c, "ffn");
 }
 
 template <Architecture A>
@@ -74,11 +107,11 @@ class DecoderImpl : public torch::nn::Module {
     rotary_emb = register_module("rotary_emb", std::make_shared<typename A::position::module>(c, options));
   }
 
-  // ids: (B, T) -> hidden states (B, T, C)
+  // ids: (B, T) -> the last layer's output (B, T, C), before the final norm
   at::Tensor forward(const at::Tensor& ids, const AttentionContext& ctx) {
     auto h = embed_tokens->forward(ids);
     for (auto& layer : layers) h = layer->forward(h, ctx);
-    return norm->forward(h);
+    return h;
   }
 
   Embedding embed_tokens{nullptr};
@@ -88,6 +121,35 @@ class DecoderImpl : public torch::nn::Module {
 
  private:
   torch::nn::ModuleList layers_list{nullptr};
+};
+
+// Multi-token prediction of depth 1 (DeepSeek-V3, as Mini-LLM builds it): from the main model's
+// pre-norm hidden state h[t] and the embedding of the next token x[t+1], one more decoder block
+// predicts x[t+2] through the shared LM head:
+//   out = output_norm(block(linear_proj(cat(input_norm(emb(x[t+1])), hidden_norm(h[t])))))
+// The block uses the first kind of each PerLayer slot (DeepSeek-V3: the dense feed-forward).
+template <Architecture A>
+class MultiTokenPredictionImpl : public torch::nn::Module {
+ public:
+  using Norm = typename A::norm::module;
+  MultiTokenPredictionImpl(const ModelConfig& c, const at::TensorOptions& options) {
+    hidden_norm = register_module("hidden_norm", std::make_shared<Norm>(c.hidden_size, c.rms_norm_eps, options));
+    input_norm = register_module("input_norm", std::make_shared<Norm>(c.hidden_size, c.rms_norm_eps, options));
+    output_norm = register_module("output_norm", std::make_shared<Norm>(c.hidden_size, c.rms_norm_eps, options));
+    linear_proj =
+        register_module("linear_proj", Linear(2 * c.hidden_size, c.hidden_size, false, c.initializer_range, options));
+    transformer_block = register_module("transformer_block", std::make_shared<BlockImpl<A>>(c, 0, 0, 0, options));
+  }
+
+  // next_embeds: (B, T, C) embeddings of x[t+1]; hidden: (B, T, C) main h[t] -> (B, T, C) normed output.
+  at::Tensor forward(const at::Tensor& next_embeds, const at::Tensor& hidden, const AttentionContext& ctx) {
+    const auto joined = at::cat({input_norm->forward(next_embeds), hidden_norm->forward(hidden)}, -1);  // (B, T, 2C)
+    return output_norm->forward(transformer_block->forward(linear_proj->forward(joined), ctx));
+  }
+
+  std::shared_ptr<Norm> hidden_norm, input_norm, output_norm;
+  Linear linear_proj{nullptr};
+  std::shared_ptr<BlockImpl<A>> transformer_block;
 };
 
 template <Architecture A>
@@ -103,6 +165,16 @@ class CausalLMImpl : public torch::nn::Module {
     if (!config_.tie_word_embeddings)
       lm_head = register_module(
           "lm_head", Linear(config_.hidden_size, config_.vocab_size, false, config_.initializer_range, options));
+    if (config_.use_mtp) mtp = register_module("mtp", std::make_shared<MultiTokenPredictionImpl<A>>(config_, options));
+  }
+
+  // Drops the multi-token-prediction module (Mini-LLM's remove_mtp_module after pretraining): its
+  // weights are freed and no longer saved, and the config says use_mtp false.
+  void drop_mtp() {
+    if (!mtp) return;
+    unregister_module("mtp");
+    mtp = nullptr;
+    config_.use_mtp = false;
   }
 
   CausalLMOutput forward(const at::Tensor& input_ids, const ForwardOptions& opt = {}) {
@@ -130,13 +202,16 @@ class CausalLMImpl : public torch::nn::Module {
                                                       : default_positions(opt.attention_mask, b, t, past, input_ids.device());
     ctx.position = model->rotary_emb->encode(positions);
 
-    auto hidden = model->forward(input_ids, ctx);  // (B, T, C)
+    CausalLMOutput out;
+    out.hidden = model->forward(input_ids, ctx);  // (B, T, C), before the final norm
     if (opt.cache != nullptr && !slotted) opt.cache->advance(t);
 
-    CausalLMOutput out;
+    auto hidden = model->norm->forward(out.hidden);
     if (opt.logits_to_keep > 0 && opt.logits_to_keep < t) hidden = hidden.narrow(1, t - opt.logits_to_keep, opt.logits_to_keep);
     out.logits = at::linear(hidden, head_weight());  // (B, T', V)
     out.aux_loss = collect_aux_loss();
+    if (is_training())
+      for (const auto& layer : model->layers) out.expert_load.push_back(layer->expert_load());
     if (opt.labels.defined()) {
       if (opt.logits_to_keep > 0 && opt.logits_to_keep < t)
         throw std::invalid_argument("labels need logits for every position; do not combine them with logits_to_keep");
@@ -148,27 +223,75 @@ class CausalLMImpl : public torch::nn::Module {
       const auto target = at::cat({opt.labels.narrow(1, 1, t - 1), at::full({b, 1}, kIgnoreIndex, opt.labels.options())}, 1)
                               .reshape({-1});
       out.lm_loss = cross_entropy(out.logits.reshape({-1, config_.vocab_size}), target, kIgnoreIndex);
-      out.loss = out.aux_loss.defined() ? out.lm_loss + out.aux_loss : out.lm_loss;
+      out.loss = out.lm_loss;
+      if (mtp && is_training() && t > 2) {
+        out.mtp_loss = mtp_loss(input_ids, opt, out.hidden) * config_.mtp_loss_lambda;
+        out.loss = out.loss + out.mtp_loss;
+      }
+      if (out.aux_loss.defined()) out.loss = out.loss + out.aux_loss;
     }
     return out;
   }
 
+  bool has_mtp() const { return mtp != nullptr; }
+
+  // A cache for the MTP head's own attention (its one block), for speculative decoding.
+  KVCache make_mtp_cache(int64_t batch, int64_t capacity) const {
+    if (!mtp) throw std::logic_error("this model has no multi-token-prediction module (config use_mtp is false)");
+    const auto options = model->embed_tokens->weight.options().requires_grad(false);
+    return KVCache({mtp->transformer_block->make_cache(batch, capacity, options)}, capacity);
+  }
+
+  // Logits (B, N, V) of the MTP head for the token after each of next_ids (B, N), read with the
+  // main model's pre-norm hidden states (B, N, C) of the positions before them. With `cache`
+  // (make_mtp_cache) the head attends over its earlier calls, at positions counted by the cache,
+  // and the cache advances by N.
+  at::Tensor mtp_logits(const at::Tensor& next_ids, const at::Tensor& hidden, KVCache* cache = nullptr) {
+    const int64_t b = next_ids.size(0), n = next_ids.size(1);
+    const int64_t past = cache != nullptr ? cache->length() : 0;
+    if (cache != nullptr) cache->check_room(n);
+    AttentionContext ctx;
+    ctx.cache = cache;
+    ctx.position = model->rotary_emb->encode(default_positions(at::Tensor(), b, n, past, next_ids.device()));
+    auto logits = at::linear(mtp_hidden(next_ids, hidden, ctx), head_weight());  // (B, N, V)
+    if (cache != nullptr) cache->advance(n);
+    return logits;
+  }
+
+  // The MTP head: next_ids (B, N) are the tokens x[t+1] after the positions whose pre-norm hidden
+  // states (B, N, C) the main model gave. Returns (B, N, C) normed states; their logits
+  // (at::linear with head_weight()) predict the token after each of next_ids.
+  at::Tensor mtp_hidden(const at::Tensor& next_ids, const at::Tensor& hidden, const AttentionContext& ctx) {
+    if (!mtp) throw std::logic_error("this model has no multi-token-prediction module (config use_mtp is false)");
+    return mtp->forward(model->embed_tokens->forward(next_ids), hidden, ctx);
+  }
+
   const ModelConfig& config() const { return config_; }
 
-  // Whether a training step reads nothing back to the host, so it can be recorded as a CUDA graph.
-  static constexpr bool capturable_training = !reads_host_in_training<typename A::ffn::module>;
+  // Whether a training step reads nothing back to the host (where the model now is), so it can be
+  // recorded as a CUDA graph.
+  bool capturable_training() const {
+    return std::none_of(model->layers.begin(), model->layers.end(), [](const auto& l) { return l->reads_host_in_training(); }) &&
+           (!mtp || !mtp->transformer_block->reads_host_in_training());
+  }
 
   // (V, C): the LM head, or the embedding when tied.
   const at::Tensor& head_weight() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
 
+  // One LayerCache per layer, each as its attention policy defines it, in the embedding's dtype.
   KVCache make_cache(int64_t batch, int64_t capacity) const {
-    const auto& w = model->embed_tokens->weight;
-    return KVCache(config_.num_hidden_layers, batch, config_.num_key_value_heads, capacity, config_.resolved_head_dim(),
-                   w.options().requires_grad(false));
+    if (batch <= 0 || capacity <= 0)
+      throw std::invalid_argument("cache batch (" + std::to_string(batch) + ") and capacity (" +
+                                  std::to_string(capacity) + ") must be positive");
+    const auto options = model->embed_tokens->weight.options().requires_grad(false);
+    std::vector<LayerCache> layers;
+    for (const auto& layer : model->layers) layers.push_back(layer->make_cache(batch, capacity, options));
+    return KVCache(std::move(layers), capacity);
   }
 
   std::shared_ptr<DecoderImpl<A>> model;
   Linear lm_head{nullptr};  // null when tie_word_embeddings
+  std::shared_ptr<MultiTokenPredictionImpl<A>> mtp;  // null unless config use_mtp
 
  private:
   static std::string shape_string(const at::Tensor& x) {
@@ -234,13 +357,33 @@ class CausalLMImpl : public torch::nn::Module {
 
   at::Tensor collect_aux_loss() {
     at::Tensor total;
-    if constexpr (has_aux_loss<typename A::ffn::module>) {
-      for (auto& layer : model->layers) {
-        auto aux = layer->mlp->aux_loss();
-        if (aux.defined()) total = total.defined() ? total + aux : aux;
-      }
+    for (auto& layer : model->layers) {
+      auto aux = layer->aux_loss();
+      if (aux.defined()) total = total.defined() ? total + aux : aux;
     }
     return total;
+  }
+
+  // Cross entropy of the MTP head: position t (reading h[t] and x[t+1]) predicts labels[t+2].
+  // Positions restart at 0 as in Mini-LLM unless position_ids are given; a padding or packing mask
+  // is narrowed to the tokens the head reads.
+  at::Tensor mtp_loss(const at::Tensor& ids, const ForwardOptions& opt, const at::Tensor& hidden) {
+    const int64_t b = ids.size(0), n = ids.size(1) - 1;
+    AttentionContext ctx;
+    ctx.kernel = opt.kernel;
+    const auto& mask = opt.attention_mask;
+    if (mask.defined()) {
+      const auto narrowed = mask.dim() == 2 ? mask.narrow(1, 1, n) : mask.narrow(2, 1, n).narrow(3, 1, n);
+      ctx.mask = attention_mask(narrowed, b, n, n, ids.device());
+    }
+    const auto positions = opt.position_ids.defined() ? opt.position_ids.narrow(1, 1, n)
+                                                      : default_positions(at::Tensor(), b, n, 0, ids.device());
+    ctx.position = model->rotary_emb->encode(positions);
+    const auto out = mtp_hidden(ids.narrow(1, 1, n), hidden.narrow(1, 0, n), ctx);  // (B, N, C)
+    const auto logits = at::linear(out, head_weight());                            // (B, N, V)
+    const auto target = at::cat({opt.labels.narrow(1, 2, n - 1), at::full({b, 1}, kIgnoreIndex, opt.labels.options())}, 1)
+                            .reshape({-1});
+    return cross_entropy(logits.reshape({-1, config_.vocab_size}), target, kIgnoreIndex);
   }
 
   ModelConfig config_;
@@ -279,9 +422,20 @@ KVCache make_cache_of(M& m, int64_t batch, int64_t capacity) {
   return detail::model_impl(m).make_cache(batch, capacity);
 }
 template <class M>
+bool has_mtp_of(M& m) {
+  return detail::model_impl(m).has_mtp();
+}
+template <class M>
+KVCache make_mtp_cache_of(M& m, int64_t batch, int64_t capacity) {
+  return detail::model_impl(m).make_mtp_cache(batch, capacity);
+}
+template <class M>
+at::Tensor mtp_logits_of(M& m, const at::Tensor& next_ids, const at::Tensor& hidden, KVCache* cache) {
+  return detail::model_impl(m).mtp_logits(next_ids, hidden, cache);
+}
+template <class M>
 bool capturable_training_of(M& m) {
-  if constexpr (detail::is_holder<M>) return std::remove_reference_t<decltype(*m)>::capturable_training;
-  else return m.capturable_training();
+  return detail::model_impl(m).capturable_training();
 }
 
 }  // namespace minillm

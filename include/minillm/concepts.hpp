@@ -6,16 +6,22 @@
 // norm       module                                    Module(dim, eps, options); forward(x) -> x
 // position   module                                    Module(cfg, options); encode(positions) -> PositionEncoding;
 //                                                      static rotate(x (B,T,H,D), PositionEncoding) -> x
-// attention  template <Norm, Position> module          Module(cfg, layer, options); forward(x, AttentionContext)
-// ffn        module                                    Module(cfg, options); forward(x) -> x
+// attention  template <Norm, Position> module          Module(cfg, layer, options); forward(x, AttentionContext);
+//                                                      make_cache(batch, capacity, options) -> LayerCache
+// ffn        module                                    Module(cfg, options) or Module(cfg, layer, options);
+//                                                      forward(x) -> x
 // router     module                                    Module(cfg, options); route(x (N,C)) -> Routing;
 //                                                      aux_loss(Routing, batch, seq) -> scalar
 // An architecture bundles one policy per slot (norm, position, attention, ffn); MoE is an ffn
-// policy made of a router policy and an expert (ffn) policy.
+// policy made of a router policy and an expert (ffn) policy. The attention and ffn slots may name
+// several kinds with PerLayer<Rule, Kinds...>: the type fixes which kinds exist, the config which
+// layer uses which (DeepSeek-V3's first dense layers, hybrid linear/full attention).
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 
 #include "minillm/attention/context.hpp"
@@ -70,16 +76,22 @@ template <class M>
 concept attends_in_context = requires(M& m, const at::Tensor& x, const AttentionContext& ctx) {
   { m.forward(x, ctx) } -> std::same_as<at::Tensor>;
 };
+// Each attention policy says what its layer caches between forwards (see LayerCache).
 template <class M>
-concept attention_module = torch_module<M> && attends_in_context<M> &&
-                           std::constructible_from<M, const ModelConfig&, int64_t, const at::TensorOptions&>;
+concept makes_layer_cache = requires(const M& m, int64_t n, const at::TensorOptions& o) {
+  { m.make_cache(n, n, o) } -> std::same_as<LayerCache>;
+};
+template <class M>
+concept built_for_layer = std::constructible_from<M, const ModelConfig&, int64_t, const at::TensorOptions&>;
+template <class M>
+concept attention_module = torch_module<M> && attends_in_context<M> && makes_layer_cache<M> && built_for_layer<M>;
 template <class P, class Norm, class Position>
 concept AttentionPolicy = policy_of<P, attention_tag> && NormPolicy<Norm> && PositionPolicy<Position> &&
                           attention_module<typename P::template module<Norm, Position>>;
 
 // ---- feed-forward (dense or mixture of experts) ----
 template <class M>
-concept ffn_module = torch_module<M> && maps_tensor_to_tensor<M> && built_from_config<M>;
+concept ffn_module = torch_module<M> && maps_tensor_to_tensor<M> && (built_from_config<M> || built_for_layer<M>);
 template <class P>
 concept FfnPolicy = policy_of<P, ffn_tag> && ffn_module<typename P::module>;
 
@@ -121,10 +133,67 @@ concept has_aux_loss = requires(M& m) {
   { m.aux_loss() } -> std::same_as<at::Tensor>;
 };
 
-// A module whose training forward reads a value back to the host (MoE's per-expert token counts),
-// so a training step through it cannot be recorded as a CUDA graph.
+// A module may say that its training forward reads a value back to the host (MoE routing's
+// per-expert token counts), so a training step through it cannot be recorded as a CUDA graph:
+// `bool reads_host_in_training() const`.
 template <class M>
-concept reads_host_in_training = M::reads_host_in_training;
+bool reads_host_in_training(const M& m) {
+  if constexpr (requires { m.reads_host_in_training(); }) return m.reads_host_in_training();
+  else return false;
+}
+
+// ---- per-layer choice ----
+// PerLayer<Rule, Kinds...> in the attention or ffn slot: layer i uses Kinds[Rule::kind(cfg, i)].
+// Rule::kind must give a valid index for every layer (CausalLM checks it before allocating);
+// Rule::validate(cfg), if present, checks the fields the rule reads.
+struct per_layer_tag {};
+template <class Rule, class... Kinds>
+struct PerLayer {
+  using policy_category = per_layer_tag;
+  using rule = Rule;
+  using kinds = std::tuple<Kinds...>;
+};
+
+template <class P>
+struct slot_kinds {
+  using type = std::tuple<P>;
+};
+template <class Rule, class... Kinds>
+struct slot_kinds<PerLayer<Rule, Kinds...>> {
+  using type = std::tuple<Kinds...>;
+};
+template <class P>
+using slot_kinds_t = typename slot_kinds<P>::type;
+
+template <class Rule>
+concept layer_rule = requires(const ModelConfig& c, int64_t layer) {
+  { Rule::kind(c, layer) } -> std::convertible_to<size_t>;
+};
+template <class P>
+concept per_layer = policy_of<P, per_layer_tag> && layer_rule<typename P::rule>;
+
+// Which kind layer `layer` of a slot uses (always 0 for a single policy).
+template <class P>
+size_t slot_kind(const ModelConfig& c, int64_t layer) {
+  if constexpr (per_layer<P>) return static_cast<size_t>(P::rule::kind(c, layer));
+  else return 0;
+}
+
+template <class Kinds>
+struct all_ffn_policies;
+template <class... K>
+struct all_ffn_policies<std::tuple<K...>> : std::bool_constant<(FfnPolicy<K> && ...)> {};
+template <class Kinds, class Norm, class Position>
+struct all_attention_policies;
+template <class... K, class Norm, class Position>
+struct all_attention_policies<std::tuple<K...>, Norm, Position>
+    : std::bool_constant<(AttentionPolicy<K, Norm, Position> && ...)> {};
+
+template <class P>
+concept FfnSlot = FfnPolicy<P> || (per_layer<P> && all_ffn_policies<slot_kinds_t<P>>::value);
+template <class P, class Norm, class Position>
+concept AttentionSlot = AttentionPolicy<P, Norm, Position> ||
+                        (per_layer<P> && all_attention_policies<slot_kinds_t<P>, Norm, Position>::value);
 
 // ---- architecture ----
 template <class A>
@@ -137,7 +206,7 @@ concept names_all_slots = requires {
 };
 template <class A>
 concept Architecture = names_all_slots<A> && NormPolicy<typename A::norm> && PositionPolicy<typename A::position> &&
-                       AttentionPolicy<typename A::attention, typename A::norm, typename A::position> &&
-                       FfnPolicy<typename A::ffn>;
+                       AttentionSlot<typename A::attention, typename A::norm, typename A::position> &&
+                       FfnSlot<typename A::ffn>;
 
 }  // namespace minillm

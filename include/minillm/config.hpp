@@ -33,6 +33,9 @@ struct RopeScaling {
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   double attention_factor = 1.0;
+  // DeepSeek's YaRN: the softmax scale is multiplied by (0.1 * mscale_all_dim * ln(factor) + 1)^2
+  // (multi-head latent attention only; 0 = off).
+  double mscale_all_dim = 0.0;
   bool operator==(const RopeScaling&) const = default;
 };
 
@@ -59,6 +62,23 @@ struct ModelConfig {
   int64_t moe_intermediate_size = 0;  // 0 means intermediate_size
   bool norm_topk_prob = true;
   double router_aux_loss_coef = 0.01;  // MiniMind2 "aux_loss_alpha"
+  // DeepSeek-V3 routing (read only by its router; Mini-LLM's names in quotes).
+  int64_t first_k_dense_replace = 0;     // "num_dense_layers": layers [0, k) use the dense feed-forward
+  int64_t n_group = 1;                   // "n_expert_groups"
+  int64_t topk_group = 1;                // "n_limited_groups": groups kept per token
+  double routed_scaling_factor = 1.0;    // "route_scale"
+  double bias_update_speed = 0.0;        // aux-loss-free balancing step; 0 keeps the selection bias fixed (HF)
+  double seq_aux_alpha = 0.0;            // sequence-wise aux loss weight ("use_seq_aux" false: 0)
+  // Multi-head latent attention (DeepSeek-V2/V3; read only by its policy).
+  int64_t q_lora_rank = 0;  // 0 (JSON null): a plain q projection
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;  // when set, also the rotary dimension
+  int64_t v_head_dim = 0;
+  bool rope_interleave = false;  // rotary pairs are adjacent dims (DeepSeek's checkpoints), not halves
+  // Multi-token prediction of depth 1 (Mini-LLM's "use_mtp"), weighted by mtp_loss_lambda.
+  bool use_mtp = false;
+  double mtp_loss_lambda = 0.0001;
   // Fields this struct does not model (token ids, transformers_version, ...), kept verbatim so a
   // config survives a read/write round trip.
   nlohmann::json extra = nlohmann::json::object();
@@ -66,6 +86,8 @@ struct ModelConfig {
   int64_t resolved_head_dim() const {
     return head_dim > 0 ? head_dim : (num_attention_heads > 0 ? hidden_size / num_attention_heads : 0);
   }
+  // Dimensions the rotary embedding turns: MLA's decoupled rope part, else the whole head.
+  int64_t rotary_dim() const { return qk_rope_head_dim > 0 ? qk_rope_head_dim : resolved_head_dim(); }
   int64_t resolved_moe_intermediate_size() const {
     return moe_intermediate_size > 0 ? moe_intermediate_size : intermediate_size;
   }
@@ -149,6 +171,11 @@ inline void ModelConfig::validate() const {
   require_at_most("max_position_embeddings", max_position_embeddings, Limits::max_position_embeddings);
   require_at_most("num_experts", num_experts, Limits::experts);
   require_at_most("n_shared_experts", n_shared_experts, Limits::experts);
+  // Multi-head latent attention's ranks and head parts (its policy checks that they are positive).
+  for (const auto& [name, v] : {std::pair{"q_lora_rank", q_lora_rank}, std::pair{"kv_lora_rank", kv_lora_rank},
+                                std::pair{"qk_nope_head_dim", qk_nope_head_dim}, std::pair{"qk_rope_head_dim", qk_rope_head_dim},
+                                std::pair{"v_head_dim", v_head_dim}})
+    require_at_most(name, v, Limits::hidden_size);
   for (const auto& [name, v] : {std::pair{"num_experts", num_experts}, std::pair{"n_shared_experts", n_shared_experts},
                                 std::pair{"moe_intermediate_size", moe_intermediate_size}})
     if (v < 0) config_fail(name, " (", v, ") must not be negative");
@@ -239,6 +266,7 @@ inline RopeScaling rope_scaling_from_json(const nlohmann::json& s) {
   take(s, ignored, {"beta_fast"}, r.beta_fast);
   take(s, ignored, {"beta_slow"}, r.beta_slow);
   take(s, ignored, {"attention_factor"}, r.attention_factor);
+  take(s, ignored, {"mscale_all_dim"}, r.mscale_all_dim);
   return r;
 }
 
@@ -251,6 +279,7 @@ inline void to_json(nlohmann::json& j, const RopeScaling& r) {
        {"beta_fast", r.beta_fast},
        {"beta_slow", r.beta_slow},
        {"attention_factor", r.attention_factor}};
+  if (r.mscale_all_dim > 0.0) j["mscale_all_dim"] = r.mscale_all_dim;
 }
 
 inline void to_json(nlohmann::json& j, const ModelConfig& c) {
@@ -262,7 +291,8 @@ inline void to_json(nlohmann::json& j, const ModelConfig& c) {
   j["num_hidden_layers"] = c.num_hidden_layers;
   j["num_attention_heads"] = c.num_attention_heads;
   j["num_key_value_heads"] = c.num_key_value_heads;
-  j["head_dim"] = c.resolved_head_dim();
+  // MLA has no single head_dim; HF's DeepseekV3Config sets it to the rotary part, and so do we.
+  j["head_dim"] = c.kv_lora_rank > 0 ? c.qk_rope_head_dim : c.resolved_head_dim();
   j["intermediate_size"] = c.intermediate_size;
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["rope_theta"] = c.rope_theta;
@@ -277,6 +307,25 @@ inline void to_json(nlohmann::json& j, const ModelConfig& c) {
     j["moe_intermediate_size"] = c.resolved_moe_intermediate_size();
     j["norm_topk_prob"] = c.norm_topk_prob;
     j["router_aux_loss_coef"] = c.router_aux_loss_coef;
+    j["first_k_dense_replace"] = c.first_k_dense_replace;
+    j["n_group"] = c.n_group;
+    j["topk_group"] = c.topk_group;
+    j["routed_scaling_factor"] = c.routed_scaling_factor;
+    j["bias_update_speed"] = c.bias_update_speed;
+    j["seq_aux_alpha"] = c.seq_aux_alpha;
+  }
+  if (c.kv_lora_rank > 0) {
+    j["q_lora_rank"] = c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json(nullptr);
+    j["kv_lora_rank"] = c.kv_lora_rank;
+    j["qk_nope_head_dim"] = c.qk_nope_head_dim;
+    j["qk_rope_head_dim"] = c.qk_rope_head_dim;
+    j["qk_head_dim"] = c.qk_nope_head_dim + c.qk_rope_head_dim;
+    j["v_head_dim"] = c.v_head_dim;
+    j["rope_interleave"] = c.rope_interleave;
+  }
+  if (c.use_mtp) {
+    j["use_mtp"] = true;
+    j["mtp_loss_lambda"] = c.mtp_loss_lambda;
   }
 }
 
@@ -303,11 +352,35 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
   take(j, rest, {"tie_word_embeddings"}, c.tie_word_embeddings);
   take(j, rest, {"initializer_range"}, c.initializer_range);
   take(j, rest, {"num_experts", "n_routed_experts", "num_local_experts"}, c.num_experts);
-  take(j, rest, {"num_experts_per_tok"}, c.num_experts_per_tok);
+  take(j, rest, {"num_experts_per_tok", "n_activated_experts"}, c.num_experts_per_tok);
   take(j, rest, {"n_shared_experts"}, c.n_shared_experts);
   take(j, rest, {"moe_intermediate_size"}, c.moe_intermediate_size);
   take(j, rest, {"norm_topk_prob"}, c.norm_topk_prob);
   take(j, rest, {"router_aux_loss_coef", "aux_loss_alpha"}, c.router_aux_loss_coef);
+  take(j, rest, {"first_k_dense_replace", "num_dense_layers"}, c.first_k_dense_replace);
+  take(j, rest, {"n_group", "n_expert_groups"}, c.n_group);
+  take(j, rest, {"topk_group", "n_limited_groups"}, c.topk_group);
+  take(j, rest, {"routed_scaling_factor", "route_scale"}, c.routed_scaling_factor);
+  take(j, rest, {"bias_update_speed"}, c.bias_update_speed);
+  take(j, rest, {"seq_aux_alpha"}, c.seq_aux_alpha);
+  take(j, rest, {"q_lora_rank"}, c.q_lora_rank);  // null stays 0: no q compression
+  take(j, rest, {"kv_lora_rank"}, c.kv_lora_rank);
+  take(j, rest, {"qk_nope_head_dim"}, c.qk_nope_head_dim);
+  take(j, rest, {"qk_rope_head_dim"}, c.qk_rope_head_dim);
+  take(j, rest, {"v_head_dim"}, c.v_head_dim);
+  take(j, rest, {"rope_interleave"}, c.rope_interleave);
+  take(j, rest, {"use_mtp"}, c.use_mtp);
+  take(j, rest, {"mtp_loss_lambda"}, c.mtp_loss_lambda);
+  rest.erase("qk_head_dim");  // derived: nope + rope
+  // Mini-LLM's switches for its two balancing mechanisms.
+  if (j.contains("use_seq_aux") && j["use_seq_aux"].is_boolean() && !j["use_seq_aux"].get<bool>()) c.seq_aux_alpha = 0.0;
+  rest.erase("use_seq_aux");
+  if (j.contains("use_noaux_load_balance")) {
+    if (!(j["use_noaux_load_balance"].is_boolean() && j["use_noaux_load_balance"].get<bool>()))
+      detail::config_fail("use_noaux_load_balance ", j["use_noaux_load_balance"].dump(),
+                          " is not supported: DeepSeek routing always adds the selection bias");
+    rest.erase("use_noaux_load_balance");
+  }
   if (j.contains("rope_scaling")) {
     if (!j["rope_scaling"].is_null()) c.rope_scaling = detail::rope_scaling_from_json(j["rope_scaling"]);
     rest.erase("rope_scaling");

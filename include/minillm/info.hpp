@@ -23,6 +23,8 @@ struct ParameterReport {
   std::vector<ParameterGroup> groups;  // in registration order
   int64_t total = 0;
   int64_t active_per_token = 0;  // total minus the routed experts a token does not use
+  int64_t mtp = 0;               // in the multi-token-prediction module (included in total)
+  int64_t frozen = 0;            // parameters that take no gradient (DeepSeek's router bias; included in total)
 };
 
 inline ParameterReport report_parameters(const torch::nn::Module& m, const ModelConfig& c) {
@@ -45,7 +47,9 @@ inline ParameterReport report_parameters(const torch::nn::Module& m, const Model
     r.groups[it->second].each += n;  // summed over instances here, divided below
     instances[it->second].insert(path);
     r.total += n;
-    if (key.find(".mlp.experts.") != std::string::npos) routed += n;
+    if (key.rfind("mtp.", 0) == 0) r.mtp += n;
+    if (!item.value().requires_grad()) r.frozen += n;
+    else if (key.find(".mlp.experts.") != std::string::npos) routed += n;
   }
   for (size_t i = 0; i < r.groups.size(); ++i) {
     r.groups[i].count = static_cast<int64_t>(instances[i].size());

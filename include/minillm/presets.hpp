@@ -180,6 +180,69 @@ struct qwen3_0_6b {
   }
 };
 
+// Mini-LLM's mini_deepseekv3 (174,948,040 parameters with MTP, 164,744,520 without, counting the
+// 72 router-bias values as Mini-LLM does): 768x12, 12 heads, MLA (q_lora 384, kv_lora 256, nope 64,
+// rope 32, v 64), 3 dense layers of ffn 3072, then 8 routed experts of 512 + 1 shared, top-2 of 4
+// groups keeping 2, vocab 32004, tied, aux-free balancing, seq aux 1e-4, MTP with lambda 1e-4.
+struct mini_deepseekv3 {
+  using arch = minillm::arch::MiniDeepSeekV3;
+  using model = CausalLM<arch>;
+  static constexpr std::string_view name = "mini_deepseekv3";
+  static ModelConfig config() {
+    auto c = detail::make("mini_deepseekv3", arch::name, 768, 12, 12, 12, 3072);
+    c.head_dim = 32;  // MLA has no single head_dim; HF's DeepseekV3Config sets it to the rope part
+    c.vocab_size = 32004;
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.max_position_embeddings = 512;
+    c.q_lora_rank = 384;
+    c.kv_lora_rank = 256;
+    c.qk_nope_head_dim = 64;
+    c.qk_rope_head_dim = 32;
+    c.v_head_dim = 64;
+    c.first_k_dense_replace = 3;
+    c.num_experts = 8;
+    c.num_experts_per_tok = 2;
+    c.n_shared_experts = 1;
+    c.moe_intermediate_size = 512;
+    c.n_group = 4;
+    c.topk_group = 2;
+    c.bias_update_speed = 0.001;
+    c.seq_aux_alpha = 0.0001;
+    c.use_mtp = true;
+    c.mtp_loss_lambda = 0.0001;
+    return c;
+  }
+};
+
+// mini_deepseekv3's design at a size that trains on a 2-core CPU in minutes (5,924,856 parameters):
+// 256x4, 4 heads, MLA (q_lora 64, kv_lora 32, nope 32, rope 16, v 32), 1 dense layer of ffn 704,
+// then 8 experts of 128 + 1 shared, top-2 of 4 groups keeping 2, vocab 6400, MTP on.
+struct deepseek_tiny {
+  using arch = minillm::arch::MiniDeepSeekV3;
+  using model = CausalLM<arch>;
+  static constexpr std::string_view name = "deepseek_tiny";
+  static ModelConfig config() {
+    auto c = mini_deepseekv3::config();
+    c.hidden_size = 256;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 4;
+    c.head_dim = 16;
+    c.intermediate_size = 704;
+    c.vocab_size = 6400;
+    c.max_position_embeddings = 1024;
+    c.q_lora_rank = 64;
+    c.kv_lora_rank = 32;
+    c.qk_nope_head_dim = 32;
+    c.qk_rope_head_dim = 16;
+    c.v_head_dim = 32;
+    c.first_k_dense_replace = 1;
+    c.moe_intermediate_size = 128;
+    return c;
+  }
+};
+
 }  // namespace minillm::presets
 
 namespace minillm {
@@ -194,4 +257,5 @@ using MiniMind3 = presets::minimind3::model;
 using MiniMind3MoE = presets::minimind3_moe::model;
 using Llama3_2_1B = presets::llama3_2_1b::model;
 using Qwen3_0_6B = presets::qwen3_0_6b::model;
+using MiniDeepSeekV3 = presets::mini_deepseekv3::model;
 }  // namespace minillm

@@ -14,10 +14,10 @@
 namespace minillm {
 
 using Architectures = std::tuple<arch::Llama, arch::Qwen2, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE,
-                                 arch::Qwen3MoE, arch::ClassicNoPE>;
+                                 arch::Qwen3MoE, arch::ClassicNoPE, arch::DeepSeekV3, arch::MiniDeepSeekV3>;
 using Presets = std::tuple<presets::tiny, presets::small, presets::medium, presets::moe, presets::minimind2_small,
                            presets::minimind2, presets::minimind2_moe, presets::minimind3, presets::minimind3_moe,
-                           presets::llama3_2_1b, presets::qwen3_0_6b>;
+                           presets::llama3_2_1b, presets::qwen3_0_6b, presets::mini_deepseekv3, presets::deepseek_tiny>;
 
 namespace detail {
 template <class Tuple>
@@ -68,13 +68,16 @@ inline std::string resolve_architecture(const ModelConfig& c) {
   if (t == "qwen2") return "qwen2";
   if (t == "qwen3") return "qwen3";
   if (t == "qwen3_moe") return "qwen3_moe";
+  if (t == "deepseek_v3") return "deepseek_v3";
+  if (t == "mini_deepseekv3") return "mini_deepseekv3";
   if (t == "minimind") {
     const bool moe = c.extra.contains("use_moe") && c.extra["use_moe"].is_boolean() && c.extra["use_moe"].get<bool>();
     const bool mm2 = c.extra.contains("seq_aux") || c.extra.contains("scoring_func");
     if (mm2) return moe ? "minimind2_moe" : "llama";
     return moe ? "minimind3_moe" : "minimind3";
   }
-  throw ConfigError("model_type \"" + t + "\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, minimind " +
+  throw ConfigError("model_type \"" + t + "\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, minimind, " +
+                    "deepseek_v3, mini_deepseekv3 " +
                     "(or set \"minillm_arch\" to one of: " + detail::join(architecture_names()) + ")");
 }
 
@@ -124,6 +127,11 @@ class AnyCausalLM {
   virtual std::string_view architecture() const = 0;
   virtual KVCache make_cache(int64_t batch, int64_t capacity) const = 0;
   virtual bool capturable_training() const = 0;  // see CausalLMImpl::capturable_training
+  // Multi-token prediction (see CausalLMImpl::mtp_logits).
+  virtual bool has_mtp() const = 0;
+  virtual void drop_mtp() = 0;
+  virtual KVCache make_mtp_cache(int64_t batch, int64_t capacity) const = 0;
+  virtual at::Tensor mtp_logits(const at::Tensor& next_ids, const at::Tensor& hidden, KVCache* cache) = 0;
 };
 
 template <Architecture A>
@@ -135,7 +143,13 @@ class CausalLMHandle final : public AnyCausalLM {
   const ModelConfig& config() const override { return model->config(); }
   std::string_view architecture() const override { return A::name; }
   KVCache make_cache(int64_t batch, int64_t capacity) const override { return model->make_cache(batch, capacity); }
-  bool capturable_training() const override { return CausalLMImpl<A>::capturable_training; }
+  bool capturable_training() const override { return model->capturable_training(); }
+  bool has_mtp() const override { return model->has_mtp(); }
+  void drop_mtp() override { model->drop_mtp(); }
+  KVCache make_mtp_cache(int64_t batch, int64_t capacity) const override { return model->make_mtp_cache(batch, capacity); }
+  at::Tensor mtp_logits(const at::Tensor& next_ids, const at::Tensor& hidden, KVCache* cache) override {
+    return model->mtp_logits(next_ids, hidden, cache);
+  }
 
   CausalLM<A> model;
 };

@@ -15,7 +15,10 @@ void train_and_export(minillm::ModelConfig cfg, const std::filesystem::path& dir
   at::manual_seed(7);
   auto model = minillm::make_model(cfg);
   const auto batch = at::randint(0, cfg.vocab_size, {4, 32}, at::kLong);
-  torch::optim::Adam opt(model->module().parameters(), torch::optim::AdamOptions(1e-3));
+  std::vector<at::Tensor> trained;  // DeepSeek's router bias moves outside autograd
+  for (const auto& p : model->module().parameters())
+    if (p.requires_grad()) trained.push_back(p);
+  torch::optim::Adam opt(trained, torch::optim::AdamOptions(1e-3));
   double first = 0, last = 0;
   for (int step = 0; step < 30; ++step) {
     opt.zero_grad();
@@ -69,6 +72,20 @@ int main(int argc, char** argv) {
     auto mm3moe = small("minimind3_moe", true);
     mm3moe.num_experts_per_tok = 1;
     train_and_export(mm3moe, out / "minimind3_moe");
+    // DeepSeek-V3 in HF's layout (interleaved rope, q LoRA, 2 dense layers of 3, 8 experts in 4 groups)
+    // and in Mini-LLM's (with MTP, aux-free balancing moving the biases while it trains).
+    for (const auto* arch : {"deepseek_v3", "mini_deepseekv3"}) {
+      auto ds = minillm::preset_config("deepseek_tiny");
+      ds.architecture = arch;
+      ds.vocab_size = 300;
+      ds.num_hidden_layers = 3;
+      ds.first_k_dense_replace = 2;
+      ds.rope_interleave = std::string_view(arch) == "deepseek_v3";
+      ds.use_mtp = std::string_view(arch) == "mini_deepseekv3";
+      ds.tie_word_embeddings = ds.use_mtp;
+      if (!ds.use_mtp) ds.bias_update_speed = ds.seq_aux_alpha = 0.0;  // transformers trains neither
+      train_and_export(ds, out / arch);
+    }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

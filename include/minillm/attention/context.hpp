@@ -1,5 +1,6 @@
-// What a block needs besides its input: position encodings, the attention mask, the KV cache hook
-// and the kernel choice. CausalLM builds one per forward and hands it to every layer.
+// What a block needs besides its input: position encodings, the attention mask, the cache (each
+// attention policy decides what it keeps there) and the kernel choice. CausalLM builds one per
+// forward and hands it to every layer.
 #pragma once
 
 #include <stdexcept>
@@ -42,30 +43,52 @@ enum class AttentionKernel {
   fused,      // LibTorch's SDPA op (2.x: scaled_dot_product_attention; 1.13: _scaled_dot_product_attention)
 };
 
-// Preallocated keys and values for every layer: (B, n_kv, capacity, head_dim) each. Layers append
-// the new tokens' keys/values at the current length and attend over everything cached; CausalLM
-// advances the length once all layers have run. A fixed-shape step (a CUDA graph) writes at column
-// indices held on the device instead (write_at) and attends over the whole capacity under a mask.
+// What one layer keeps between forwards, as its attention policy defines it (the policy's
+// `make_cache(batch, capacity, options)`): per-token entries, each (B, heads, capacity, dim) with
+// row b's token at column j in [b, :, j, :] (GQA: keys and values; MLA: the kv latent and the
+// shared rotary key), and fixed-size state that does not grow with the length (a recurrent state,
+// a convolution window), zeroed by KVCache::reset().
+struct LayerCache {
+  std::vector<at::Tensor> tokens;
+  std::vector<at::Tensor> state;
+};
+
+// The cache of every layer of a model, one LayerCache each, over a shared length and capacity.
+// Layers write their new tokens' entries at the current length (or, in a fixed-shape step that a
+// CUDA graph records, at column indices held on the device) and attend over what is cached;
+// CausalLM advances the length once all layers have run.
 class KVCache {
  public:
-  KVCache(int64_t num_layers, int64_t batch, int64_t num_kv_heads, int64_t capacity, int64_t head_dim,
-          const at::TensorOptions& options)
-      : capacity_(capacity) {
-    if (num_layers <= 0 || batch <= 0 || num_kv_heads <= 0 || capacity <= 0 || head_dim <= 0)
-      throw std::invalid_argument("KVCache sizes must be positive (layers " + std::to_string(num_layers) +
-                                  ", batch " + std::to_string(batch) + ", kv heads " + std::to_string(num_kv_heads) +
-                                  ", capacity " + std::to_string(capacity) + ", head_dim " +
-                                  std::to_string(head_dim) + ")");
-    for (int64_t i = 0; i < num_layers; ++i) {
-      keys_.push_back(at::zeros({batch, num_kv_heads, capacity, head_dim}, options));
-      values_.push_back(at::zeros({batch, num_kv_heads, capacity, head_dim}, options));
-    }
+  KVCache(std::vector<LayerCache> layers, int64_t capacity) : layers_(std::move(layers)), capacity_(capacity) {
+    if (layers_.empty() || capacity <= 0)
+      throw std::invalid_argument("KVCache needs at least one layer and a positive capacity (layers " +
+                                  std::to_string(layers_.size()) + ", capacity " + std::to_string(capacity) + ")");
+    for (const auto& l : layers_)
+      for (const auto& group : {l.tokens, l.state})
+        for (const auto& t : group)
+          if (batch_ < 0) batch_ = t.size(0);
+    if (batch_ <= 0) throw std::invalid_argument("KVCache: no layer holds a tensor with a positive batch size");
   }
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
-  int64_t batch() const { return keys_.front().size(0); }
-  int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
+  int64_t batch() const { return batch_; }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  // Bytes of per-token entries one token costs across all layers (fixed-size state excluded).
+  int64_t bytes_per_token() const {
+    int64_t bytes = 0;
+    for (const auto& l : layers_)
+      for (const auto& t : l.tokens) bytes += t.numel() / (batch_ * capacity_) * static_cast<int64_t>(t.element_size());
+    return bytes;
+  }
+  // Bytes of fixed-size state per row across all layers.
+  int64_t state_bytes_per_row() const {
+    int64_t bytes = 0;
+    for (const auto& l : layers_)
+      for (const auto& t : l.state) bytes += t.numel() / batch_ * static_cast<int64_t>(t.element_size());
+    return bytes;
+  }
 
   // Throws unless `new_tokens` more fit.
   void check_room(int64_t new_tokens) const {
@@ -74,37 +97,44 @@ class KVCache {
                               std::to_string(new_tokens) + ") exceeds capacity (" + std::to_string(capacity_) + ")");
   }
 
-  // k, v: (B, n_kv, T, D) for the tokens after length(). Returns keys/values for [0, length() + T).
-  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v) {
-    const int64_t t = k.size(2);
-    check_room(t);
-    auto& kc = keys_.at(static_cast<size_t>(layer));
-    auto& vc = values_.at(static_cast<size_t>(layer));
-    kc.narrow(2, length_, t).copy_(k);
-    vc.narrow(2, length_, t).copy_(v);
-    return {kc.narrow(2, 0, length_ + t), vc.narrow(2, 0, length_ + t)};  // (B, n_kv, S, D)
+  // entries: one (B, heads, T, dim) tensor per token entry of `layer`, for the T new tokens.
+  // Without `slots` they are written after length() and the result views columns [0, length() + T);
+  // with `slots` (int64 (T) on the cache's device, never read by the host) they are written at
+  // those columns and the result is the whole capacity. length() is unchanged either way.
+  std::vector<at::Tensor> update(int64_t layer, const std::vector<at::Tensor>& entries, const at::Tensor& slots = {}) {
+    auto& cached = at_layer(layer).tokens;
+    if (entries.size() != cached.size())
+      throw std::invalid_argument("KVCache layer " + std::to_string(layer) + " holds " + std::to_string(cached.size()) +
+                                  " token entries, got " + std::to_string(entries.size()));
+    std::vector<at::Tensor> out;
+    out.reserve(cached.size());
+    for (size_t i = 0; i < cached.size(); ++i) {
+      if (slots.defined()) {
+        cached[i].index_copy_(2, slots, entries[i]);
+        out.push_back(cached[i]);  // (B, h, capacity, d)
+      } else {
+        const int64_t t = entries[i].size(2);
+        check_room(t);
+        cached[i].narrow(2, length_, t).copy_(entries[i]);
+        out.push_back(cached[i].narrow(2, 0, length_ + t));  // (B, h, S, d)
+      }
+    }
+    return out;
   }
 
-  // k, v: (B, n_kv, T, D) written at the columns `slots` (int64 (T), on the cache's device), which
-  // the host never reads. Returns the whole buffers (B, n_kv, capacity, D); length() is unchanged.
-  std::pair<at::Tensor, at::Tensor> write_at(int64_t layer, const at::Tensor& k, const at::Tensor& v,
-                                             const at::Tensor& slots) {
-    auto& kc = keys_.at(static_cast<size_t>(layer));
-    auto& vc = values_.at(static_cast<size_t>(layer));
-    kc.index_copy_(2, slots, k);
-    vc.index_copy_(2, slots, v);
-    return {kc, vc};
-  }
+  // The fixed-size state tensors of `layer`, updated in place by its attention module.
+  std::vector<at::Tensor>& state(int64_t layer) { return at_layer(layer).state; }
 
   // Room for `capacity` tokens, keeping those cached: a generation reserves as it grows, not
   // all it may ever use up front.
+  // Per-token entries are copied into larger buffers; fixed-size state stays as it is.
   void grow(int64_t capacity) {
     if (capacity <= capacity_) return;
-    for (auto* buffers : {&keys_, &values_})
-      for (auto& t : *buffers) {
+    for (auto& l : layers_)
+      for (auto& t : l.tokens) {
         auto sizes = t.sizes().vec();
         sizes[2] = capacity;
-        auto bigger = at::zeros(sizes, t.options());  // (B, n_kv, capacity, D)
+        auto bigger = at::zeros(sizes, t.options());  // (B, h, capacity, d)
         bigger.narrow(2, 0, length_).copy_(t.narrow(2, 0, length_));
         t = std::move(bigger);
       }
@@ -115,11 +145,32 @@ class KVCache {
     check_room(new_tokens);
     length_ += new_tokens;
   }
-  void reset() { length_ = 0; }
+  // Drops the last tokens (a rejected speculative draft). Only for caches without fixed-size state,
+  // which cannot be rolled back.
+  void truncate(int64_t length) {
+    if (length < 0 || length > length_)
+      throw std::out_of_range("KVCache::truncate(" + std::to_string(length) + ") outside [0, " +
+                              std::to_string(length_) + "]");
+    if (state_bytes_per_row() > 0) throw std::logic_error("a cache with recurrent state cannot be truncated");
+    length_ = length;
+  }
+  void reset() {
+    length_ = 0;
+    for (auto& l : layers_)
+      for (auto& t : l.state) t.zero_();
+  }
 
  private:
-  std::vector<at::Tensor> keys_, values_;
+  LayerCache& at_layer(int64_t layer) {
+    if (layer < 0 || layer >= num_layers())
+      throw std::out_of_range("KVCache has no layer " + std::to_string(layer) + " (layers: " +
+                              std::to_string(num_layers()) + ")");
+    return layers_[static_cast<size_t>(layer)];
+  }
+
+  std::vector<LayerCache> layers_;
   int64_t capacity_;
+  int64_t batch_ = -1;
   int64_t length_ = 0;
 };
 
@@ -129,7 +180,7 @@ struct AttentionContext {
   // causal attention over S keys whose last T are the queries.
   at::Tensor mask;
   KVCache* cache = nullptr;
-  at::Tensor cache_slots;  // int64 (T) on the device: write the cache there (KVCache::write_at), not at length()
+  at::Tensor cache_slots;  // int64 (T) on the device: write the cache there (KVCache::update), not at length()
   AttentionKernel kernel = AttentionKernel::automatic;
 };
 

@@ -49,11 +49,19 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
     q = Position::module::rotate(q, ctx.position).transpose(1, 2);  // (B, H, T, D)
     k = Position::module::rotate(k, ctx.position).transpose(1, 2);  // (B, Hkv, T, D)
     v = v.transpose(1, 2);                                          // (B, Hkv, T, D)
-    if (ctx.cache != nullptr)  // (B, Hkv, S, D)
-      std::tie(k, v) = ctx.cache_slots.defined() ? ctx.cache->write_at(layer_, k, v, ctx.cache_slots)
-                                                 : ctx.cache->append(layer_, k, v);
+    if (ctx.cache != nullptr) {
+      const auto kv = ctx.cache->update(layer_, {k, v}, ctx.cache_slots);
+      k = kv[0];  // (B, Hkv, S, D)
+      v = kv[1];
+    }
     const auto out = attend(q, k, v, ctx.mask, ctx.kernel);                       // (B, H, T, D)
     return o_proj->forward(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));  // (B, T, C)
+  }
+
+  // The cache keeps every token's keys and values: 2 * Hkv * head_dim numbers per token and layer.
+  LayerCache make_cache(int64_t batch, int64_t capacity, const at::TensorOptions& options) const {
+    return {.tokens = {at::zeros({batch, kv_heads_, capacity, head_dim_}, options),
+                       at::zeros({batch, kv_heads_, capacity, head_dim_}, options)}};
   }
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};

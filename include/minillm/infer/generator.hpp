@@ -34,6 +34,10 @@ struct GenerationOptions {
   // CUDA: decode through a CUDA graph of the step (recorded on first use per batch size and length
   // bucket of 256 and kept by the Generator), one launch per token instead of hundreds.
   bool cuda_graph = true;
+  // Self-speculative decoding with the model's multi-token-prediction head as the draft (one
+  // prompt, greedy, no repetition penalty): each step verifies the drafted token with the main
+  // model and keeps up to two tokens. The output is the plain greedy output.
+  bool speculative = false;
 };
 
 // The model gave non-finite logits (NaN or inf weights, or an overflow): nothing sensible can be
@@ -67,6 +71,8 @@ struct Generation {
   std::vector<int32_t> tokens;  // generated ids (without the stop token)
   std::string text;             // their text, cut before a stop string; special tokens left out
   FinishReason finish = FinishReason::length;
+  int64_t drafted = 0;   // speculative decoding: tokens the MTP head drafted ...
+  int64_t accepted = 0;  // ... and how many of them the main model confirmed
 };
 
 // Receives each new piece of text of row `row` as soon as it is whole (complete UTF-8 characters,
@@ -140,6 +146,7 @@ class Generator {
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& opt,
                                    const StreamCallback& on_text = {}, const std::atomic<bool>* cancel = nullptr) {
     validate(prompts, opt);
+    if (opt.speculative) return {generate_speculative(prompts.front(), opt, on_text, cancel)};
     const auto b = static_cast<int64_t>(prompts.size());
     int64_t longest = 0;
     for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
@@ -191,14 +198,6 @@ class Generator {
       mask = at::cat({mask, at::ones({b, extra}, mask.options())}, 1);              // (B, grown)
       context = at::cat({context, at::full({b, extra}, -1, context.options())}, 1);  // (B, grown)
       cache->grow(grown);
-    };
-    // Ids past the tokenizer's vocabulary (a checkpoint's padded embedding) have no text: never drawn.
-    const auto decodable = static_cast<int64_t>(tokenizer_.vocab_size());
-    auto drawable = [&](at::Tensor l) {  // (B, V)
-      if (l.size(-1) <= decodable) return l;
-      l = l.clone();
-      l.narrow(-1, decodable, l.size(-1) - decodable).fill_(kNegInf);
-      return l;
     };
     auto generator = at::make_generator<at::CPUGeneratorImpl>(opt.seed ? *opt.seed : std::random_device{}());
 
@@ -274,9 +273,124 @@ class Generator {
   const tokenizer::BpeTokenizer& tokenizer() const { return tokenizer_; }
 
  private:
+  // Ids past the tokenizer's vocabulary (a checkpoint's padded embedding) have no text: never drawn.
+  at::Tensor drawable(at::Tensor logits) const {  // (..., V)
+    const auto decodable = static_cast<int64_t>(tokenizer_.vocab_size());
+    if (logits.size(-1) <= decodable) return logits;
+    logits = logits.clone();
+    logits.narrow(-1, decodable, logits.size(-1) - decodable).fill_(kNegInf);
+    return logits;
+  }
+
+  // Greedy decoding of one prompt with the MTP head drafting one token ahead. Each step runs the
+  // main model on [last token, draft]: its first prediction is the next token; when it equals the
+  // draft, its second prediction follows too. A rejected draft is dropped from the main cache.
+  // The head then reads the main model's hidden states for the tokens just fixed and drafts again.
+  Generation generate_speculative(const std::vector<int32_t>& prompt, const GenerationOptions& opt,
+                                  const StreamCallback& on_text, const std::atomic<bool>* cancel) {
+    const auto n = static_cast<int64_t>(prompt.size());
+    const auto device = module_of(model_).parameters().front().device();
+    const auto longs = at::TensorOptions().dtype(at::kLong).device(device);
+    auto& module = module_of(model_);
+    const bool was_training = module.is_training();
+    module.eval();
+    at::NoGradGuard no_grad;
+    AutocastGuard autocast(device.type(), opt.precision);
+    // Reserved as generation goes (as the batched path does), up to + the draft of the last step.
+    const int64_t total = n + opt.max_new_tokens + 1;
+    auto cache = make_cache_of(model_, 1, std::min(total, n + kInitialReserve));
+    auto draft_cache = make_mtp_cache_of(model_, 1, cache.capacity());
+    auto reserve = [&](int64_t needed) {
+      if (needed <= cache.capacity()) return;
+      const int64_t grown = std::min(total, std::max(needed, 2 * cache.capacity()));
+      cache.grow(grown);
+      draft_cache.grow(grown);
+    };
+
+    Generation out;
+    tokenizer::StreamDecoder decoder(tokenizer_, true);
+    detail::StopStringFilter filter(opt.stop_strings);
+    bool active = true;
+    auto emit = [&](const std::string& piece) {
+      if (!piece.empty() && on_text && !on_text(0, piece)) {
+        out.finish = FinishReason::cancelled;
+        active = false;
+      }
+    };
+    auto end = [&](FinishReason why) {
+      bool stopped = false;
+      emit(filter.push(decoder.flush(), stopped));
+      emit(filter.finish());
+      if (out.finish != FinishReason::cancelled) out.finish = why;
+      active = false;
+    };
+    // Takes one generated token; false once the generation has ended.
+    auto take = [&](int64_t id) {
+      if (!active) return false;
+      if (cancel != nullptr && cancel->load()) {
+        end(FinishReason::cancelled);
+        return false;
+      }
+      if (std::find(opt.stop_token_ids.begin(), opt.stop_token_ids.end(), id) != opt.stop_token_ids.end()) {
+        end(FinishReason::stop);
+        return false;
+      }
+      out.tokens.push_back(static_cast<int32_t>(id));
+      bool stopped = false;
+      emit(filter.push(decoder.push(static_cast<int32_t>(id)), stopped));
+      if (stopped) end(FinishReason::stop);
+      else if (static_cast<int64_t>(out.tokens.size()) == opt.max_new_tokens) end(FinishReason::length);
+      return active;
+    };
+
+    const auto ids = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), longs).unsqueeze(0);  // (1, n)
+    const auto first = forward_of(model_, ids, {.cache = &cache, .logits_to_keep = 1});
+    check_finite_logits(first.logits, 0);
+    at::Tensor next = drawable(first.logits.select(1, -1)).argmax(-1, /*keepdim=*/true);  // (1, 1)
+    // The head drafts the most likely decodable token after the last pair (h[i], x[i+1]) it reads.
+    auto draft_after = [&](const at::Tensor& next_ids, const at::Tensor& hidden) {  // -> (1, 1)
+      return drawable(mtp_logits_of(model_, next_ids, hidden, &draft_cache).select(1, -1)).argmax(-1, /*keepdim=*/true);
+    };
+    // First it reads every prompt position's pair, the last one with the new token.
+    at::Tensor draft = draft_after(at::cat({ids.narrow(1, 1, n - 1), next}, 1), first.hidden);
+    bool going = take(next.item<int64_t>());
+    while (going) {
+      reserve(cache.length() + 2);
+      const auto verify = forward_of(model_, at::cat({next, draft}, 1), {.cache = &cache});  // logits (1, 2, V)
+      check_finite_logits(verify.logits, static_cast<int64_t>(out.tokens.size()));
+      const at::Tensor predicted = drawable(verify.logits).argmax(-1);                    // (1, 2)
+      const at::Tensor host = at::cat({predicted.view({-1}), draft.view({-1})}).cpu();    // one read: a1, a2, draft
+      const auto* v = host.data_ptr<int64_t>();
+      ++out.drafted;
+      if (v[0] == v[2]) {
+        ++out.accepted;
+        going = take(v[0]) && take(v[1]);
+        next = predicted.narrow(1, 1, 1);
+        draft = draft_after(predicted, verify.hidden);
+      } else {
+        cache.truncate(cache.length() - 1);  // the rejected draft
+        going = take(v[0]);
+        next = predicted.narrow(1, 0, 1);
+        draft = draft_after(next, verify.hidden.narrow(1, 0, 1));
+      }
+    }
+    if (active) end(FinishReason::length);
+    out.text = filter.text();
+    if (was_training) module.train();
+    return out;
+  }
+
   void validate(const std::vector<std::vector<int32_t>>& prompts, const GenerationOptions& opt) const {
     opt.sampling.validate();
     if (prompts.empty()) throw std::invalid_argument("generate() needs at least one prompt");
+    if (opt.speculative) {
+      if (prompts.size() != 1)
+        throw std::invalid_argument("speculative decoding takes one prompt, got " + std::to_string(prompts.size()));
+      if (!opt.sampling.greedy() || opt.sampling.repetition_penalty != 1.0)
+        throw std::invalid_argument("speculative decoding is greedy: set temperature 0 and no repetition penalty");
+      if (!has_mtp_of(model_))
+        throw std::invalid_argument("speculative decoding needs a model with a multi-token-prediction head (use_mtp)");
+    }
     if (opt.max_new_tokens < 1)
       throw std::invalid_argument("max_new_tokens (" + std::to_string(opt.max_new_tokens) + ") must be at least 1");
     const auto& cfg = config_of(model_);

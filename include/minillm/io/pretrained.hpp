@@ -26,7 +26,71 @@ struct LoadReport {
   std::vector<std::string> ignored;     // known extras: rotary buffers, a tied lm_head
 };
 
+// Another implementation's names for our parameters and config fields. Modules carry HF's names;
+// an architecture whose reference implementation names things otherwise lists its layout here, and
+// load_state / save_pretrained translate at the boundary (load: either naming; save: theirs).
+struct CheckpointLayout {
+  std::vector<std::pair<std::string, std::string>> segments;       // (ours, theirs): one dotted name segment
+  std::vector<std::pair<std::string, std::string>> config_fields;  // (ours, theirs)
+  nlohmann::json config_constants = nlohmann::json::object();      // fields their loader needs, as they are
+  std::string class_name;                                          // config.json "architectures"
+};
+
+// The layout an architecture's checkpoints use, or nullptr for HF's names.
+inline const CheckpointLayout* checkpoint_layout(std::string_view architecture) {
+  if (architecture == "deepseek_v3") {
+    // transformers' DeepseekV3Config names the routed experts its own way.
+    static const CheckpointLayout hf_deepseek{.config_fields = {{"num_experts", "n_routed_experts"}},
+                                              .class_name = "DeepseekV3ForCausalLM"};
+    return &hf_deepseek;
+  }
+  if (architecture == "mini_deepseekv3") {
+    // Mini-LLM (mini_models/attention/mla.py, ffn/swiglu.py, mini_deepseekv3/).
+    static const CheckpointLayout mini_llm{
+        .segments = {{"q_proj", "wq"},
+                     {"q_a_proj", "wq_a"},
+                     {"q_a_layernorm", "q_norm"},
+                     {"q_b_proj", "wq_b"},
+                     {"kv_a_proj_with_mqa", "wkv_a"},
+                     {"kv_a_layernorm", "kv_norm"},
+                     {"kv_b_proj", "wkv_b"},
+                     {"o_proj", "wo"},
+                     {"gate_proj", "w1"},
+                     {"down_proj", "w2"},
+                     {"up_proj", "w3"},
+                     {"e_score_correction_bias", "bias"}},
+        .config_fields = {{"first_k_dense_replace", "num_dense_layers"},
+                          {"num_experts", "n_routed_experts"},
+                          {"num_experts_per_tok", "n_activated_experts"},
+                          {"n_group", "n_expert_groups"},
+                          {"topk_group", "n_limited_groups"},
+                          {"routed_scaling_factor", "route_scale"}},
+        .config_constants = {{"use_noaux_load_balance", true}, {"attention_bias", false}},
+        .class_name = "MiniDeepSeekV3ForCausalLM"};
+    return &mini_llm;
+  }
+  return nullptr;
+}
+
 namespace detail {
+// Renames each dotted segment of `key` found in the layout (ours -> theirs, or back).
+inline std::string rename_segments(const std::string& key, const CheckpointLayout& layout, bool to_theirs) {
+  std::string out;
+  size_t start = 0;
+  while (start <= key.size()) {
+    const size_t end = std::min(key.find('.', start), key.size());
+    std::string segment = key.substr(start, end - start);
+    for (const auto& [ours, theirs] : layout.segments) {
+      if (segment == (to_theirs ? ours : theirs)) {
+        segment = to_theirs ? theirs : ours;
+        break;
+      }
+    }
+    out += (start ? "." : "") + segment;
+    start = end + 1;
+  }
+  return out;
+}
 
 inline std::string list_some(const std::vector<std::string>& v, size_t n = 8) {
   std::string s;
@@ -69,6 +133,17 @@ inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
 // Compares the parameter shapes `cfg` implies (the model built on the meta device: no memory) with
 // the checkpoint's tensors (views of the mapped files), before anything is allocated. A mismatch
 // names the parameter, both shapes, and the config fields whose value the differing sizes are.
+// A checkpoint's tensors under our parameter names: fused experts split, another layout's names
+// (the architecture's CheckpointLayout) translated.
+inline void to_our_names(std::map<std::string, at::Tensor>& tensors, std::string_view architecture) {
+  split_fused_experts(tensors);
+  if (const auto* layout = checkpoint_layout(architecture)) {
+    std::map<std::string, at::Tensor> renamed;
+    for (auto& [k, v] : tensors) renamed.emplace(rename_segments(k, *layout, false), std::move(v));
+    tensors = std::move(renamed);
+  }
+}
+
 inline void check_shapes_before_loading(const ModelConfig& cfg, std::map<std::string, at::Tensor> tensors,
                                         const std::filesystem::path& config_file) {
   std::unique_ptr<AnyCausalLM> meta;
@@ -77,7 +152,7 @@ inline void check_shapes_before_loading(const ModelConfig& cfg, std::map<std::st
   } catch (const ConfigError& e) {
     throw ConfigError(config_file.string() + ": " + e.what());
   }
-  split_fused_experts(tensors);
+  to_our_names(tensors, meta->architecture());
   const nlohmann::json fields = meta->config();
   for (const auto& p : meta->module().named_parameters()) {
     const auto it = tensors.find(p.key());
@@ -101,7 +176,7 @@ inline void check_shapes_before_loading(const ModelConfig& cfg, std::map<std::st
 // mismatch; with `strict`, also when any key is missing or unexpected.
 inline LoadReport load_state(torch::nn::Module& module, const ModelConfig& c, std::map<std::string, at::Tensor> tensors,
                              bool strict = true) {
-  detail::split_fused_experts(tensors);
+  detail::to_our_names(tensors, c.architecture);
   LoadReport r;
   at::NoGradGuard no_grad;
   for (auto& p : module.named_parameters()) {
@@ -173,15 +248,29 @@ inline void save_pretrained(AnyCausalLM& model, const std::filesystem::path& dir
   auto cfg = model.config();
   cfg.architecture = std::string(model.architecture());
   auto [model_type, cls] = hf_export(cfg.architecture);
+  const auto* layout = checkpoint_layout(cfg.architecture);
+  if (layout != nullptr) {
+    model_type = cfg.architecture;
+    cls = layout->class_name;
+  }
   cfg.model_type = model_type;
   nlohmann::json j = cfg;
   if (!cls.empty()) j["architectures"] = {cls};
+  if (layout != nullptr) {
+    for (const auto& [ours, theirs] : layout->config_fields) {
+      if (!j.contains(ours)) continue;
+      j[theirs] = j[ours];
+      j.erase(ours);
+    }
+    j.update(layout->config_constants);
+  }
   const char* dtype_name = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
   j["dtype"] = dtype_name;        // transformers 5
   j["torch_dtype"] = dtype_name;  // transformers 4
   io::write_text_file_atomic(dir / "config.json", j.dump(2) + "\n");
   io::NamedTensors tensors;
-  for (const auto& p : model.module().named_parameters()) tensors.emplace_back(p.key(), p.value().to(dtype));
+  for (const auto& p : model.module().named_parameters())
+    tensors.emplace_back(layout != nullptr ? detail::rename_segments(p.key(), *layout, true) : p.key(), p.value().to(dtype));
   io::save_safetensors_dir(dir, tensors, max_shard_bytes);
 }
 

@@ -1,9 +1,12 @@
 // Mixture-of-experts feed-forward: a router picks k of num_experts routed experts per token and
 // mixes their outputs by the router weights; n_shared_experts always-on experts are added
-// unweighted (MiniMind2). Parameter names follow MiniMind/HF: mlp.gate.weight,
-// mlp.experts.N.{gate,up,down}_proj.weight, mlp.shared_experts.N.*.
+// unweighted. Parameter names follow MiniMind/HF: mlp.gate.weight,
+// mlp.experts.N.{gate,up,down}_proj.weight, and the shared experts either as a list
+// (MiniMind2: mlp.shared_experts.N.*) or as one expert n_shared_experts times as wide (DeepSeek:
+// mlp.shared_experts.*; the same function, since SwiGLU sums over its intermediate units).
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "minillm/concepts.hpp"
@@ -12,12 +15,14 @@
 
 namespace minillm::moe {
 
-template <RouterPolicy Router, ExpertPolicy Expert>
+enum class SharedExperts { list, one_wide };
+
+template <RouterPolicy Router, ExpertPolicy Expert, SharedExperts S>
 class MixtureOfExpertsImpl : public torch::nn::Module {
   using ExpertModule = typename Expert::module;
 
  public:
-  MixtureOfExpertsImpl(const ModelConfig& c, const at::TensorOptions& options) {
+  MixtureOfExpertsImpl(const ModelConfig& c, const at::TensorOptions& options) : top_k_(c.num_experts_per_tok) {
     gate = register_module("gate", std::make_shared<typename Router::module>(c, options));
     const int64_t inter = c.resolved_moe_intermediate_size();
     auto make = [&] { return std::make_shared<ExpertModule>(c.hidden_size, inter, c.initializer_range, options); };
@@ -26,7 +31,10 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
       experts.push_back(make());
       experts_list->push_back(experts.back());
     }
-    if (c.n_shared_experts > 0) {
+    if (c.n_shared_experts > 0 && S == SharedExperts::one_wide) {
+      shared.push_back(register_module("shared_experts", std::make_shared<ExpertModule>(
+                                                             c.hidden_size, inter * c.n_shared_experts, c.initializer_range, options)));
+    } else if (c.n_shared_experts > 0) {
       shared_list = register_module("shared_experts", torch::nn::ModuleList());
       for (int64_t i = 0; i < c.n_shared_experts; ++i) {
         shared.push_back(make());
@@ -35,21 +43,43 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     }
   }
 
-  // Training routes tokens with one host read (below); inference on few tokens reads nothing back.
-  static constexpr bool reads_host_in_training = true;
+  // Whether a training forward reads back to the host: routing sorts tokens by expert with one
+  // read of the counts; on CUDA with few experts per chosen one (num_experts <= 4 k) every expert
+  // runs on every token instead, weighted by zero where not chosen: more FLOPs (at most 4x the
+  // routed experts'), no read, so the step can be a recorded CUDA graph.
+  bool reads_host_in_training() const { return !every_expert_in_training(); }
 
   at::Tensor forward(const at::Tensor& x) {  // (B, T, C)
     const int64_t b = x.size(0), t = x.size(1), c = x.size(2);
     const auto flat = x.reshape({b * t, c});  // (N, C)
     const auto routing = gate->route(flat);   // weights, indices: (N, k)
     aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
-    auto y = !is_training() && flat.size(0) <= kDenseTokens ? every_expert(flat, routing) : routed(flat, routing);
+    at::Tensor y;
+    if (is_training() && every_expert_in_training()) {
+      y = every_expert(flat, routing);
+      const auto assigned = routing.indices.reshape({-1});
+      load_ = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
+                  .scatter_add_(0, assigned, at::ones_like(assigned));  // (E) on the device: read after the step
+    } else if (!is_training() && flat.size(0) <= kDenseTokens) {
+      y = every_expert(flat, routing);
+    } else {
+      // Tokens per expert, read back once (the sorted-token batching below needs the counts).
+      const auto assigned = routing.indices.reshape({-1});
+      load_ = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
+                  .scatter_add_(0, assigned, at::ones_like(assigned))
+                  .cpu();  // (E); scatter_add_, not bincount: bincount reads the largest id back first
+      y = routed(flat, routing);
+    }
     for (auto& s : shared) y = y + s->forward(flat);
     return y.view({b, t, c});
   }
 
-  // Load-balancing loss of the last forward in training mode; undefined in eval mode.
-  at::Tensor aux_loss() { return aux_; }
+  // Load-balancing loss of the last forward in training mode (undefined in eval mode), handed over
+  // once: the module then no longer holds that forward's autograd graph (a graph kept alive across
+  // steps breaks the recording of a CUDA-graph training step).
+  at::Tensor aux_loss() { return std::exchange(aux_, at::Tensor()); }
+  // Tokens each routed expert got in the last training forward: int64 (E).
+  const at::Tensor& expert_load() const { return load_; }
 
   std::shared_ptr<typename Router::module> gate;
   std::vector<std::shared_ptr<ExpertModule>> experts, shared;
@@ -59,6 +89,11 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
   // the unchosen ones by zero: no host read, so the step can be a CUDA graph, and at this size a
   // few more small matmuls cost less than routing.
   static constexpr int64_t kDenseTokens = 16;
+  static constexpr int64_t kEveryExpertRatio = 4;
+
+  bool every_expert_in_training() const {
+    return static_cast<int64_t>(experts.size()) <= kEveryExpertRatio * top_k_ && parameters().front().is_cuda();
+  }
 
   at::Tensor every_expert(const at::Tensor& flat, const Routing& routing) {
     // (N, E): each token's router weight for every expert, zero where the expert was not chosen.
@@ -81,12 +116,8 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     const auto order = assigned.argsort();                                          // by expert
     const auto token = order.div(k, "floor");                                       // (N*k) token of each
     const auto weight = routing.weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N*k, 1)
-    // (scatter_add_, not bincount: bincount reads the largest id back to the host first.)
-    const at::Tensor counts = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
-                                  .scatter_add_(0, assigned, at::ones_like(assigned))
-                                  .cpu();
     const auto inputs = flat.index_select(0, token);  // (N*k, C), grouped by expert
-    const auto* count = counts.data_ptr<int64_t>();
+    const auto* count = load_.data_ptr<int64_t>();
     std::vector<at::Tensor> outputs;
     int64_t start = 0;
     for (size_t e = 0; e < experts.size(); ++e) {
@@ -98,15 +129,17 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
   }
 
   torch::nn::ModuleList experts_list{nullptr}, shared_list{nullptr};
-  at::Tensor aux_;
+  at::Tensor aux_, load_;
+  int64_t top_k_;
 };
 
-template <RouterPolicy Router = SoftmaxTopK<>, ExpertPolicy Expert = ffn::SwiGLU>
+template <RouterPolicy Router = SoftmaxTopK<>, ExpertPolicy Expert = ffn::SwiGLU, SharedExperts S = SharedExperts::list>
 struct MixtureOfExperts {
   using policy_category = ffn_tag;
-  using module = MixtureOfExpertsImpl<Router, Expert>;
+  using module = MixtureOfExpertsImpl<Router, Expert, S>;
   static void validate(const ModelConfig& c) {
     using detail::config_fail;
+    validate_policy<Router>(c);
     if (c.num_experts < 1) config_fail("num_experts (", c.num_experts, ") must be at least 1 for a mixture-of-experts model");
     if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_experts)
       config_fail("num_experts_per_tok (", c.num_experts_per_tok, ") must be between 1 and num_experts (", c.num_experts, ")");

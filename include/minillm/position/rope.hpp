@@ -24,10 +24,10 @@ inline std::pair<int64_t, int64_t> yarn_correction_range(int64_t head_dim, doubl
   return {low, high};
 }
 
-// Inverse frequencies (head_dim/2), fp32 arithmetic as in the references, plus the factor that
+// Inverse frequencies (rotary_dim/2), fp32 arithmetic as in the references, plus the factor that
 // scales cos and sin (YaRN's attention_factor, 1 otherwise).
 inline std::pair<at::Tensor, double> rope_inverse_frequencies(const ModelConfig& c) {
-  const int64_t dim = c.resolved_head_dim();
+  const int64_t dim = c.rotary_dim();
   const auto exponents = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
   auto inv_freq = 1.0 / at::pow(c.rope_theta, exponents);  // (dim/2)
   double attention_factor = 1.0;
@@ -80,8 +80,9 @@ struct RoPE {
   using policy_category = position_tag;
   using module = RoPEImpl;
   static void validate(const ModelConfig& c) {
-    if (c.resolved_head_dim() % 2 != 0)
-      detail::config_fail("head_dim (", c.resolved_head_dim(), ") must be even for rotary position embedding");
+    if (c.rotary_dim() % 2 != 0)
+      detail::config_fail(c.qk_rope_head_dim > 0 ? "qk_rope_head_dim (" : "head_dim (", c.rotary_dim(),
+                          ") must be even for rotary position embedding");
   }
 };
 static_assert(PositionPolicy<RoPE>);

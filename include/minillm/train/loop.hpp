@@ -151,6 +151,21 @@ inline LoopResult run_training(AnyCausalLM& model, Trainer<AnyCausalLM>& trainer
     tb.scalar("train/lr", done, s.lr);
     tb.scalar("train/grad_norm", done, s.grad_norm);
     tb.scalar("train/tokens_per_s", done, tok_s);
+    if (s.mtp_loss != 0.0) {
+      m["mtp_loss"] = s.mtp_loss;
+      tb.scalar("train/mtp_loss", done, s.mtp_loss);
+    }
+    if (s.aux_loss != 0.0) {
+      m["aux_loss"] = s.aux_loss;
+      tb.scalar("train/aux_loss", done, s.aux_loss);
+    }
+    if (!s.expert_balance.empty()) {
+      auto& balance = m["expert_balance"] = nlohmann::json::object();
+      for (const auto& [layer, ratio] : s.expert_balance) {
+        balance[std::to_string(layer)] = ratio;
+        tb.scalar("ExpertBalance/Layer_" + std::to_string(layer) + "/max_min_ratio", done, ratio);
+      }
+    }
     if (done % o.log_interval == 0 || done == o.steps) {
       const double eta = static_cast<double>(o.steps - done) * secs / static_cast<double>(done - first_step);
       std::fprintf(stderr, "step %lld/%lld | loss %.4f | lr %.2e | grad %.2f | %.0f tok/s | ETA %s%s\n",

@@ -37,7 +37,8 @@ struct TrainerOptions {
   int64_t max_consecutive_skips = 10;
   Precision precision = Precision::fp32;  // bf16: forward under autocast, weights and AdamW state stay fp32
   bool fused_adamw = true;  // CUDA on LibTorch >= 2.1: one at::_fused_adamw_ launch instead of ~12 per tensor
-  // CUDA with fused AdamW, LibTorch >= 2.4, a model without host reads in training (not MoE): after
+  // CUDA with fused AdamW, LibTorch >= 2.4, a model without host reads in training (MoE only where
+  // it runs every expert, see MixtureOfExpertsImpl::reads_host_in_training): after
   // one eager step, the whole step (forward and backward of each micro-batch, clipping, AdamW, the
   // finite check) is recorded as a CUDA graph and replayed while the micro-batches keep their count
   // and shapes. The first step with other shapes ends the graph; the trainer goes on eagerly.
@@ -46,8 +47,13 @@ struct TrainerOptions {
 
 struct StepStats {
   int64_t step = 0;         // the optimiser step this was (0-based)
-  double loss = 0;          // mean objective over the micro-batches (lm + aux)
+  double loss = 0;          // mean objective over the micro-batches (lm + mtp + aux)
   double lm_loss = 0;       // mean cross entropy
+  double mtp_loss = 0;      // mean weighted MTP term (models with MTP; eager steps)
+  double aux_loss = 0;      // mean MoE aux loss (MoE models; eager steps)
+  // Per MoE layer (layer index, max / min tokens per routed expert over the step, a min of 0 counted
+  // as 1): 1 is perfectly balanced (Mini-LLM's ExpertBalance). Eager steps only.
+  std::vector<std::pair<int64_t, double>> expert_balance;
   double lr = 0;
   double grad_norm = 0;     // before clipping
   int64_t tokens = 0;       // predicted tokens
@@ -106,7 +112,7 @@ class Trainer {
   Trainer(Model& model, TrainerOptions options)
       : model_(model),
         options_(std::move(options)),
-        params_(module_of(model_).parameters()),
+        params_(trainable(module_of(model_))),
         optimizer_(params_, torch::optim::AdamWOptions(options_.schedule.lr)
                                 .betas({options_.beta1, options_.beta2})
                                 .eps(options_.eps)
@@ -138,17 +144,31 @@ class Trainer {
     optimizer_.zero_grad();
     bool finite = true;
     const double scale = 1.0 / static_cast<double>(micro_batches.size());
+    std::vector<at::Tensor> loads;  // per layer, summed over the micro-batches
     for (const auto& b : micro_batches) {
       const CausalLMOutput out = forward_batch(model_, b, options_.precision);
-      // Both losses in one read from the device (each read waits for the queued work).
-      const auto losses = at::stack({out.loss.detach(), out.lm_loss.detach()}).to(at::kCPU, at::kDouble);
+      // All loss terms in one read from the device (each read waits for the queued work).
+      const auto zero = at::zeros({}, out.loss.options());
+      const auto losses = at::stack({out.loss.detach(), out.lm_loss.detach(),
+                                     out.mtp_loss.defined() ? out.mtp_loss.detach() : zero,
+                                     out.aux_loss.defined() ? out.aux_loss.detach() : zero})
+                              .to(at::kCPU, at::kDouble);
       const double loss = losses[0].item<double>();
       finite = finite && std::isfinite(loss);
       s.loss += loss * scale;
       s.lm_loss += losses[1].item<double>() * scale;
+      s.mtp_loss += losses[2].item<double>() * scale;
+      s.aux_loss += losses[3].item<double>() * scale;
       s.tokens += b.target_tokens();
+      loads.resize(std::max(loads.size(), out.expert_load.size()));
+      for (size_t i = 0; i < out.expert_load.size(); ++i)
+        if (out.expert_load[i].defined()) loads[i] = loads[i].defined() ? loads[i] + out.expert_load[i] : out.expert_load[i];
       if (finite) (out.loss * scale).backward();
     }
+    for (size_t i = 0; i < loads.size(); ++i)
+      if (loads[i].defined())
+        s.expert_balance.emplace_back(static_cast<int64_t>(i), static_cast<double>(loads[i].max().item<int64_t>()) /
+                                                                   static_cast<double>(std::max<int64_t>(loads[i].min().item<int64_t>(), 1)));
     if (finite) {
       s.grad_norm = clip_gradients(params_, options_.clip);
       finite = std::isfinite(s.grad_norm);
@@ -166,6 +186,15 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
+  // The parameters the optimiser updates: those that take a gradient (DeepSeek's router bias moves
+  // outside autograd and gets no AdamW state).
+  static std::vector<at::Tensor> trainable(const torch::nn::Module& m) {
+    std::vector<at::Tensor> out;
+    for (const auto& p : m.parameters())
+      if (p.requires_grad()) out.push_back(p);
+    return out;
+  }
+
   // Counts the step; a skipped one (non-finite loss or gradients) is counted as such, and too many
   // in a row stop training.
   StepStats finish_step(StepStats& s, bool applied) {
