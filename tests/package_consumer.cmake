@@ -10,7 +10,12 @@ function(run)
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
 string(REPLACE "|" ";" search "${prefix};${PREFIX_PATH}")
+# Oniguruma found as a CMake package by the parent build (not through pkg-config) is passed on.
+set(onig)
+if(oniguruma_DIR AND EXISTS "${oniguruma_DIR}")
+  set(onig "-Doniguruma_DIR=${oniguruma_DIR}")
+endif()
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${search}" "-DTorch_DIR=${Torch_DIR}"
-    -DCMAKE_BUILD_TYPE=Release)
+    ${onig} -DCMAKE_BUILD_TYPE=Release)
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/hello_minillm")
