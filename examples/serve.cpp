@@ -309,6 +309,8 @@ class Server {
       throw invalid(e.what(), "messages");
     } catch (const minillm::jinja::TemplateError& e) {  // the template refuses this conversation (raise_exception)
       throw invalid(std::string("'messages': ") + e.what(), "messages");
+    } catch (const tk::TokenizerError& e) {  // the template cut a special-token string of a message apart
+      throw invalid(std::string("'messages': ") + e.what(), "messages");
     }
     if (dropped > 0) std::fprintf(stderr, "dropped the %zu oldest message(s) to fit the context\n", dropped);
     auto r = common_fields(body, s_, defaults_, static_cast<int64_t>(ids.size()));

@@ -503,7 +503,7 @@ TEST_CASE("tokenizer: real Qwen3, Llama-3 and DeepSeek-V3 tokenizers give HF's i
   for (const char* name : {"qwen3", "llama3", "deepseek_v3"}) {
     const auto file = dir / name / "tokenizer.json";
     if (!std::filesystem::exists(file)) {
-      MESSAGE("skipped " << name << ": " << file.string() << " not fetched (scripts/tokenizer/fetch-real.sh)");
+      MESSAGE("skipped " << std::string(name) << ": " << file.string() << " not fetched (scripts/tokenizer/fetch-real.sh)");
       continue;
     }
     CAPTURE(name);
