@@ -22,7 +22,7 @@ struct ForwardOptions {
   at::Tensor labels;          // (B, T) int64; loss compares logits[:, t] with labels[:, t + 1]
   at::Tensor attention_mask;  // (B, S) 1 = token, 0 = padding (S = cached + T), or bool (B, 1, T, S) full mask
   at::Tensor position_ids;    // (B, T) int64; default: from the padding mask, else cache length + arange(T)
-  KVCache* cache = nullptr;   // when set: keys/values are appended and attention covers the cache
+  KVCache* cache = nullptr;   // when set: each layer appends what its attention policy caches and attends over it
   // A fixed-shape cached step (what a CUDA graph records): int64 (T) cache columns on the device for
   // the new tokens. Attention then spans the cache's whole capacity under `attention_mask`, which
   // must be bool (B, 1, T, capacity); position_ids must be given; the cache's length() stays.
