@@ -21,24 +21,21 @@ echo "chat-template-check: $(grep -c '"template"' "$out") renderings by Jinja2 $
      "$(grep -c '"error"' "$out") of them refused by the template"
 features=$(mktemp)
 /usr/bin/python3 scripts/chat/jinja_reference.py --features tests/data/chat/jinja_features.json > "$features"
-if [ "${1:-}" = "--update" ]; then
-  mv "$features" tests/data/chat/jinja_features_expected.json
-  echo "chat-template-check: wrote tests/data/chat/jinja_features_expected.json"
-elif cmp -s "$features" tests/data/chat/jinja_features_expected.json; then
-  echo "chat-template-check: Jinja2 renders the feature cases exactly as tests/data/chat/jinja_features_expected.json"
-  rm -f "$features"
-else
-  echo "chat-template-check: Jinja2's feature renderings differ from tests/data/chat/jinja_features_expected.json ($features)" >&2
-  exit 1
-fi
-if [ "${1:-}" = "--update" ]; then
-  mv "$out" tests/data/chat/jinja_expected.json
-  echo "chat-template-check: wrote tests/data/chat/jinja_expected.json"
-elif cmp -s "$out" tests/data/chat/jinja_expected.json; then
-  echo "chat-template-check: Jinja2 renders exactly tests/data/chat/jinja_expected.json"
-  rm -f "$out"
-else
-  diff <(head -c 2000 tests/data/chat/jinja_expected.json) <(head -c 2000 "$out") || true
-  echo "chat-template-check: Jinja2's renderings differ from tests/data/chat/jinja_expected.json ($out)" >&2
-  exit 1
-fi
+
+# compare RENDERED EXPECTED WHAT: with --update the rendering replaces EXPECTED, else they must match.
+compare() {
+  if [ "$mode" = "--update" ]; then
+    mv "$1" "$2"
+    echo "chat-template-check: wrote $2"
+  elif cmp -s "$1" "$2"; then
+    echo "chat-template-check: Jinja2 renders $3 exactly as $2"
+    rm -f "$1"
+  else
+    diff <(head -c 2000 "$2") <(head -c 2000 "$1") || true
+    echo "chat-template-check: Jinja2's renderings of $3 differ from $2 ($1)" >&2
+    return 1
+  fi
+}
+mode=${1:-}
+compare "$features" tests/data/chat/jinja_features_expected.json "the feature cases"
+compare "$out" tests/data/chat/jinja_expected.json "the conversations"

@@ -46,7 +46,8 @@ struct GenerationError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// logits: (B, V) for generated token `token`. One reduction and one host read per token; argmax
+// logits: (B, V) for generated token `token`: throws naming the row unless all are finite (one host read;
+// the Generator folds the test into its read of the sampled ids). Argmax
 // over NaN would otherwise pick an arbitrary id, and sampling would fail inside LibTorch.
 inline void check_finite_logits(const at::Tensor& logits, int64_t token) {
   if (at::isfinite(logits).all().item<bool>()) return;
@@ -230,10 +231,14 @@ class Generator {
     auto logits = step(ids.to(device), longest);
     for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
       const int64_t seen = longest + i;
-      check_finite_logits(logits, i);
-      const auto next = sample_next(drawable(logits), context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
-      const at::Tensor next_cpu = next.to(at::kCPU);
+      // Non-finite logits are found in the same read as the sampled ids; sampling draws from
+      // zeroed NaN/inf meanwhile (a multinomial over NaN throws inside LibTorch).
+      const auto finite = at::isfinite(logits).all().to(at::kLong).view({1});
+      const auto usable = opt.sampling.greedy() ? logits : at::nan_to_num(logits, 0.0, 0.0, kNegInf);
+      const auto next = sample_next(drawable(usable), context.narrow(1, 0, seen), opt.sampling, generator);  // (B)
+      const at::Tensor next_cpu = at::cat({next, finite}).to(at::kCPU);  // (B + 1): ids, then finite
       const auto* next_ids = next_cpu.data_ptr<int64_t>();
+      if (next_ids[b] == 0) check_finite_logits(logits, i);  // throws, naming the row
       const bool cancelled = cancel != nullptr && cancel->load();
       for (size_t r = 0; r < static_cast<size_t>(b); ++r) {
         if (!active[r]) continue;
@@ -357,10 +362,11 @@ class Generator {
     while (going) {
       reserve(cache.length() + 2);
       const auto verify = forward_of(model_, at::cat({next, draft}, 1), {.cache = &cache});  // logits (1, 2, V)
-      check_finite_logits(verify.logits, static_cast<int64_t>(out.tokens.size()));
-      const at::Tensor predicted = drawable(verify.logits).argmax(-1);                    // (1, 2)
-      const at::Tensor host = at::cat({predicted.view({-1}), draft.view({-1})}).cpu();    // one read: a1, a2, draft
+      const at::Tensor predicted = drawable(verify.logits).argmax(-1);  // (1, 2)
+      const auto finite = at::isfinite(verify.logits).all().to(at::kLong).view({1});
+      const at::Tensor host = at::cat({predicted.view({-1}), draft.view({-1}), finite}).cpu();  // one read: a1, a2, draft, finite
       const auto* v = host.data_ptr<int64_t>();
+      if (v[3] == 0) check_finite_logits(verify.logits, static_cast<int64_t>(out.tokens.size()));  // throws
       ++out.drafted;
       if (v[0] == v[2]) {
         ++out.accepted;

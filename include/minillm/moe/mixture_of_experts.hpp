@@ -47,29 +47,23 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
   // read of the counts; on CUDA with few experts per chosen one (num_experts <= 4 k) every expert
   // runs on every token instead, weighted by zero where not chosen: more FLOPs (at most 4x the
   // routed experts'), no read, so the step can be a recorded CUDA graph.
-  bool reads_host_in_training() const { return !every_expert_in_training(); }
+  bool reads_host_in_training() const { return !every_expert_in_training(gate->parameters().front().is_cuda()); }
 
   at::Tensor forward(const at::Tensor& x) {  // (B, T, C)
     const int64_t b = x.size(0), t = x.size(1), c = x.size(2);
     const auto flat = x.reshape({b * t, c});  // (N, C)
     const auto routing = gate->route(flat);   // weights, indices: (N, k)
     aux_ = is_training() ? gate->aux_loss(routing, b, t) : at::Tensor();
-    at::Tensor y;
-    if (is_training() && every_expert_in_training()) {
-      y = every_expert(flat, routing);
+    const bool every = is_training() ? every_expert_in_training(flat.is_cuda()) : flat.size(0) <= kDenseTokens;
+    at::Tensor counts;  // (E) tokens per expert; scatter_add_, not bincount (which reads the largest id back first)
+    if (is_training() || !every) {
       const auto assigned = routing.indices.reshape({-1});
-      load_ = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
-                  .scatter_add_(0, assigned, at::ones_like(assigned));  // (E) on the device: read after the step
-    } else if (!is_training() && flat.size(0) <= kDenseTokens) {
-      y = every_expert(flat, routing);
-    } else {
-      // Tokens per expert, read back once (the sorted-token batching below needs the counts).
-      const auto assigned = routing.indices.reshape({-1});
-      load_ = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
-                  .scatter_add_(0, assigned, at::ones_like(assigned))
-                  .cpu();  // (E); scatter_add_, not bincount: bincount reads the largest id back first
-      y = routed(flat, routing);
+      counts = at::zeros({static_cast<int64_t>(experts.size())}, assigned.options())
+                   .scatter_add_(0, assigned, at::ones_like(assigned));
     }
+    if (is_training()) load_ = counts;  // left on the device: the trainer reads it after the step
+    // The sorted-token batching reads the counts back once.
+    auto y = every ? every_expert(flat, routing) : routed(flat, routing, counts.cpu());
     for (auto& s : shared) y = y + s->forward(flat);
     return y.view({b, t, c});
   }
@@ -91,8 +85,8 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
   static constexpr int64_t kDenseTokens = 16;
   static constexpr int64_t kEveryExpertRatio = 4;
 
-  bool every_expert_in_training() const {
-    return static_cast<int64_t>(experts.size()) <= kEveryExpertRatio * top_k_ && parameters().front().is_cuda();
+  bool every_expert_in_training(bool on_cuda) const {
+    return on_cuda && static_cast<int64_t>(experts.size()) <= kEveryExpertRatio * top_k_;
   }
 
   at::Tensor every_expert(const at::Tensor& flat, const Routing& routing) {
@@ -107,7 +101,7 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     return y;
   }
 
-  at::Tensor routed(const at::Tensor& flat, const Routing& routing) {
+  at::Tensor routed(const at::Tensor& flat, const Routing& routing, const at::Tensor& counts) {  // counts: (E) on the CPU
     // Sorted-token batching: the N*k (token, expert) assignments sorted by expert, so each expert
     // runs once on a contiguous slice, with a single host read (the per-expert counts) instead of
     // one nonzero() sync per expert.
@@ -117,7 +111,7 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     const auto token = order.div(k, "floor");                                       // (N*k) token of each
     const auto weight = routing.weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N*k, 1)
     const auto inputs = flat.index_select(0, token);  // (N*k, C), grouped by expert
-    const auto* count = load_.data_ptr<int64_t>();
+    const auto* count = counts.data_ptr<int64_t>();
     std::vector<at::Tensor> outputs;
     int64_t start = 0;
     for (size_t e = 0; e < experts.size(); ++e) {

@@ -165,10 +165,7 @@ class Trainer {
         if (out.expert_load[i].defined()) loads[i] = loads[i].defined() ? loads[i] + out.expert_load[i] : out.expert_load[i];
       if (finite) (out.loss * scale).backward();
     }
-    for (size_t i = 0; i < loads.size(); ++i)
-      if (loads[i].defined())
-        s.expert_balance.emplace_back(static_cast<int64_t>(i), static_cast<double>(loads[i].max().item<int64_t>()) /
-                                                                   static_cast<double>(std::max<int64_t>(loads[i].min().item<int64_t>(), 1)));
+    expert_balance(loads, s);
     if (finite) {
       s.grad_norm = clip_gradients(params_, options_.clip);
       finite = std::isfinite(s.grad_norm);
@@ -186,6 +183,23 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
+  // Max / min tokens per expert of each MoE layer's summed `loads`, with one read from the device.
+  static void expert_balance(const std::vector<at::Tensor>& loads, StepStats& s) {
+    std::vector<int64_t> layers;
+    std::vector<at::Tensor> extremes;
+    for (size_t i = 0; i < loads.size(); ++i) {
+      if (!loads[i].defined()) continue;
+      layers.push_back(static_cast<int64_t>(i));
+      extremes.push_back(at::stack({loads[i].max(), loads[i].min()}));  // (2)
+    }
+    if (layers.empty()) return;
+    const auto host = at::stack(extremes).to(at::kCPU, at::kLong);  // (layers, 2)
+    const auto* v = host.data_ptr<int64_t>();
+    for (size_t i = 0; i < layers.size(); ++i)
+      s.expert_balance.emplace_back(layers[i], static_cast<double>(v[2 * i]) /
+                                                   static_cast<double>(std::max<int64_t>(v[2 * i + 1], 1)));
+  }
+
   // The parameters the optimiser updates: those that take a gradient (DeepSeek's router bias moves
   // outside autograd and gets no AdamW state).
   static std::vector<at::Tensor> trainable(const torch::nn::Module& m) {
