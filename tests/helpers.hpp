@@ -55,6 +55,18 @@ inline minillm::ModelConfig small_config(std::string_view arch) {
     c.n_group = 2;
     c.topk_group = 1;
   }
+  if (arch == "qwen3_next" || arch == "mini_qwen3_next") {  // one linear, one full layer; a dense first layer in Mini-LLM's
+    c.layer_types = {"linear_attention", "full_attention"};
+    c.linear_num_key_heads = 2;
+    c.linear_num_value_heads = 4;
+    c.linear_key_head_dim = 16;
+    c.linear_value_head_dim = 8;
+    c.linear_conv_kernel_dim = 4;
+    c.n_shared_experts = 0;
+    c.shared_expert_intermediate_size = 40;
+    if (arch == "qwen3_next") c.partial_rotary_factor = 0.5;
+    else c.mlp_only_layers = {0};
+  }
   return c;
 }
 

@@ -89,6 +89,8 @@ TEST_CASE("generation: prefill + cached decode equals the full forward for every
     auto cfg = preset_config(name);
     cfg.num_hidden_layers = 2;
     cfg.first_k_dense_replace = std::min<int64_t>(cfg.first_k_dense_replace, 1);  // DeepSeek: one dense, one MoE layer
+    if (!cfg.mlp_only_layers.empty()) cfg.mlp_only_layers = {0};                   // Qwen3-Next: likewise
+    cfg.full_attention_interval = 2;  // Qwen3-Next: one linear, one full attention layer
     cfg.vocab_size = 512;  // the heads, kv heads, head_dim and norms are the preset's
     at::manual_seed(3);
     auto m = make_model(cfg);
@@ -111,6 +113,8 @@ TEST_CASE("generation: the fixed-shape decode step (what a CUDA graph replays) e
     auto cfg = preset_config(name);
     cfg.num_hidden_layers = 2;
     cfg.first_k_dense_replace = std::min<int64_t>(cfg.first_k_dense_replace, 1);  // DeepSeek: one dense, one MoE layer
+    if (!cfg.mlp_only_layers.empty()) cfg.mlp_only_layers = {0};                   // Qwen3-Next: likewise
+    cfg.full_attention_interval = 2;  // Qwen3-Next: one linear, one full attention layer
     cfg.vocab_size = 512;
     at::manual_seed(4);
     auto m = make_model(cfg);

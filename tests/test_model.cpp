@@ -8,7 +8,7 @@ using namespace minillm;
 
 #define ALL_ARCHITECTURES \
   arch::Llama, arch::Qwen2, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE, arch::Qwen3MoE, \
-      arch::ClassicNoPE, arch::DeepSeekV3, arch::MiniDeepSeekV3
+      arch::ClassicNoPE, arch::DeepSeekV3, arch::MiniDeepSeekV3, arch::Qwen3Next, arch::MiniQwen3Next, arch::MiniLlama3
 
 namespace {
 int64_t count_parameters(const ModelConfig& c) {

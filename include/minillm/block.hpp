@@ -42,6 +42,14 @@ Variant make_kind(size_t index, std::string_view slot, Make&& make) {
   return std::move(*out);
 }
 
+// The name a token mixer is registered under (and so its checkpoint prefix): "self_attn" unless
+// the module names its own (Qwen3-Next's linear layers: "linear_attn").
+template <class M>
+constexpr std::string_view attention_module_name() {
+  if constexpr (requires { M::module_name; }) return M::module_name;
+  else return "self_attn";
+}
+
 template <class M>
 std::shared_ptr<M> make_ffn_module(const ModelConfig& c, int64_t layer, const at::TensorOptions& options) {
   if constexpr (built_for_layer<M>) return std::make_shared<M>(c, layer, options);
@@ -66,8 +74,8 @@ class BlockImpl : public torch::nn::Module {
   BlockImpl(const ModelConfig& c, int64_t layer, size_t attention_kind, size_t ffn_kind, const at::TensorOptions& options) {
     input_layernorm = register_module("input_layernorm", std::make_shared<Norm>(c.hidden_size, c.rms_norm_eps, options));
     self_attn = detail::make_kind<Attention, AttentionKinds>(attention_kind, "attention", [&]<class K>() {
-      return register_module("self_attn", std::make_shared<typename K::template module<typename A::norm, typename A::position>>(
-                                              c, layer, options));
+      using M = typename K::template module<typename A::norm, typename A::position>;
+      return register_module(std::string(detail::attention_module_name<M>()), std::make_shared<M>(c, layer, options));
     });
     post_attention_layernorm =
         register_module("post_attention_layernorm", std::make_shared<Norm>(c.hidden_size, c.rms_norm_eps, options));
@@ -97,6 +105,22 @@ class BlockImpl : public torch::nn::Module {
         mlp);
   }
 
+  // The model's aux loss from every layer's aux_loss(), as the feed-forward kind that has one
+  // combines them (an architecture's MoE kinds share one router).
+  static at::Tensor combine_aux(const std::vector<at::Tensor>& layers) {
+    std::optional<at::Tensor> out;
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      (
+          [&] {
+            using M = typename std::tuple_element_t<I, FfnKinds>::module;
+            if constexpr (requires { M::combine_aux(layers); })
+              if (!out) out = M::combine_aux(layers);
+          }(),
+          ...);
+    }(std::make_index_sequence<std::tuple_size_v<FfnKinds>>{});
+    return out ? *out : at::stack(layers).sum();
+  }
+
   bool reads_host_in_training() const {
     return std::visit([](const auto& m) { return minillm::reads_host_in_training(*m); }, mlp);
   }
@@ -113,7 +137,7 @@ class BlockImpl : public torch::nn::Module {
   }
 
   std::shared_ptr<Norm> input_layernorm;
-  Attention self_attn;
+  Attention self_attn;  // registered as attention_module_name() of the kind
   std::shared_ptr<Norm> post_attention_layernorm;
   Ffn mlp;
 };

@@ -79,6 +79,13 @@ void validate_slot(const ModelConfig& c, std::string_view slot) {
     }(std::make_index_sequence<count>{});
   } else {
     validate_policy<Slot>(c);
+    // Per-layer fields that only a per-layer slot can honour.
+    if (slot == "ffn" && (!c.mlp_only_layers.empty() || c.decoder_sparse_step != 1))
+      config_fail("mlp_only_layers / decoder_sparse_step (dense layers between MoE layers) need an architecture whose "
+                  "feed-forward slot is chosen per layer");
+    if (slot == "attention" && std::any_of(c.layer_types.begin(), c.layer_types.end(),
+                                           [](const std::string& t) { return t != "full_attention"; }))
+      config_fail("layer_types other than \"full_attention\" need an architecture with hybrid token mixers");
   }
 }
 }  // namespace detail
@@ -201,6 +208,8 @@ class CausalLMImpl : public torch::nn::Module {
     const auto positions = opt.position_ids.defined() ? opt.position_ids
                                                       : default_positions(opt.attention_mask, b, t, past, input_ids.device());
     ctx.position = model->rotary_emb->encode(positions);
+    ctx.positions = positions;
+    ctx.restarts = opt.position_ids.defined() || (opt.attention_mask.defined() && opt.attention_mask.dim() == 2);
 
     CausalLMOutput out;
     out.hidden = model->forward(input_ids, ctx);  // (B, T, C), before the final norm
@@ -356,12 +365,12 @@ class CausalLMImpl : public torch::nn::Module {
   }
 
   at::Tensor collect_aux_loss() {
-    at::Tensor total;
+    std::vector<at::Tensor> shares;
     for (auto& layer : model->layers) {
       auto aux = layer->aux_loss();
-      if (aux.defined()) total = total.defined() ? total + aux : aux;
+      if (aux.defined()) shares.push_back(std::move(aux));
     }
-    return total;
+    return shares.empty() ? at::Tensor() : BlockImpl<A>::combine_aux(shares);
   }
 
   // Cross entropy of the MTP head: position t (reading h[t] and x[t+1]) predicts labels[t+2].

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +77,23 @@ struct ModelConfig {
   int64_t qk_rope_head_dim = 0;  // when set, also the rotary dimension
   int64_t v_head_dim = 0;
   bool rope_interleave = false;  // rotary pairs are adjacent dims (DeepSeek's checkpoints), not halves
+  double partial_rotary_factor = 1.0;  // the leading fraction of each head the rotary embedding turns (Qwen3-Next 0.25)
+  // Hybrid token mixers (Qwen3-Next; read only by architectures whose attention slot is per layer):
+  // HF's layer_types ("linear_attention" / "full_attention" per layer), or, when empty, every
+  // full_attention_interval-th layer full and the others linear.
+  std::vector<std::string> layer_types;
+  int64_t full_attention_interval = 4;
+  // Gated DeltaNet linear attention (Qwen3-Next).
+  int64_t linear_num_key_heads = 0;
+  int64_t linear_num_value_heads = 0;
+  int64_t linear_key_head_dim = 0;
+  int64_t linear_value_head_dim = 0;
+  int64_t linear_conv_kernel_dim = 4;
+  // Dense vs MoE feed-forward per layer (Qwen3-MoE / Qwen3-Next; read by layers::SparseStep): layer
+  // i is sparse unless listed in mlp_only_layers or (i + 1) is not a multiple of decoder_sparse_step.
+  std::vector<int64_t> mlp_only_layers;
+  int64_t decoder_sparse_step = 1;
+  int64_t shared_expert_intermediate_size = 0;  // one gated shared expert (Qwen3-Next); 0 = none
   // Multi-token prediction of depth 1 (Mini-LLM's "use_mtp"), weighted by mtp_loss_lambda.
   bool use_mtp = false;
   double mtp_loss_lambda = 0.0001;
@@ -86,8 +104,17 @@ struct ModelConfig {
   int64_t resolved_head_dim() const {
     return head_dim > 0 ? head_dim : (num_attention_heads > 0 ? hidden_size / num_attention_heads : 0);
   }
-  // Dimensions the rotary embedding turns: MLA's decoupled rope part, else the whole head.
-  int64_t rotary_dim() const { return qk_rope_head_dim > 0 ? qk_rope_head_dim : resolved_head_dim(); }
+  // Dimensions the rotary embedding turns: MLA's decoupled rope part, else the head's leading
+  // partial_rotary_factor (HF: int(head_dim * factor)).
+  int64_t rotary_dim() const {
+    if (qk_rope_head_dim > 0) return qk_rope_head_dim;
+    return static_cast<int64_t>(static_cast<double>(resolved_head_dim()) * partial_rotary_factor);
+  }
+  // Whether layer `layer` of a hybrid model uses full attention (else linear attention).
+  bool full_attention_layer(int64_t layer) const {
+    if (!layer_types.empty()) return layer_types.at(static_cast<size_t>(layer)) == "full_attention";
+    return (layer + 1) % full_attention_interval == 0;
+  }
   int64_t resolved_moe_intermediate_size() const {
     return moe_intermediate_size > 0 ? moe_intermediate_size : intermediate_size;
   }
@@ -154,6 +181,8 @@ inline void ModelConfig::validate() const {
   if (num_attention_heads % num_key_value_heads != 0)
     config_fail("num_attention_heads (", num_attention_heads, ") must be divisible by num_key_value_heads (",
                 num_key_value_heads, ")");
+  if (!(partial_rotary_factor > 0.0 && partial_rotary_factor <= 1.0))
+    config_fail("partial_rotary_factor (", partial_rotary_factor, ") must be in (0, 1]");
   if (initializer_range < 0.0 || !std::isfinite(initializer_range))
     config_fail("initializer_range (", initializer_range, ") must be a non-negative finite number");
   // Bounds: each size alone, then the largest matrices they make (no int64 overflow below: each
@@ -170,6 +199,14 @@ inline void ModelConfig::validate() const {
   require_at_most("moe_intermediate_size", moe_intermediate_size, Limits::intermediate_size);
   require_at_most("max_position_embeddings", max_position_embeddings, Limits::max_position_embeddings);
   require_at_most("num_experts", num_experts, Limits::experts);
+  require_at_most("shared_expert_intermediate_size", shared_expert_intermediate_size, Limits::intermediate_size);
+  for (const auto& [name, v] : {std::pair{"linear_num_key_heads", linear_num_key_heads},
+                                std::pair{"linear_num_value_heads", linear_num_value_heads}})
+    require_at_most(name, v, Limits::heads);
+  for (const auto& [name, v] : {std::pair{"linear_key_head_dim", linear_key_head_dim},
+                                std::pair{"linear_value_head_dim", linear_value_head_dim},
+                                std::pair{"linear_conv_kernel_dim", linear_conv_kernel_dim}})
+    require_at_most(name, v, Limits::head_dim);
   require_at_most("n_shared_experts", n_shared_experts, Limits::experts);
   // Multi-head latent attention's ranks and head parts (its policy checks that they are positive).
   for (const auto& [name, v] : {std::pair{"q_lora_rank", q_lora_rank}, std::pair{"kv_lora_rank", kv_lora_rank},
@@ -239,6 +276,25 @@ inline void read_json_field(const nlohmann::json& j, const char* key, std::strin
   const auto& v = j.at(key);
   if (!v.is_string()) config_fail("config field '", key, "' must be a string, got ", v.dump());
   out = v.get<std::string>();
+}
+
+inline void read_json_field(const nlohmann::json& j, const char* key, std::vector<std::string>& out) {
+  const auto& v = j.at(key);
+  if (!v.is_array()) config_fail("config field '", key, "' must be a list of strings, got ", v.dump());
+  out.clear();
+  for (const auto& e : v) {
+    if (!e.is_string()) config_fail("config field '", key, "' must be a list of strings, got the element ", e.dump());
+    out.push_back(e.get<std::string>());
+  }
+}
+inline void read_json_field(const nlohmann::json& j, const char* key, std::vector<int64_t>& out) {
+  const auto& v = j.at(key);
+  if (!v.is_array()) config_fail("config field '", key, "' must be a list of integers, got ", v.dump());
+  out.clear();
+  for (const auto& e : v) {
+    if (!e.is_number_integer()) config_fail("config field '", key, "' must be a list of integers, got the element ", e.dump());
+    out.push_back(e.get<int64_t>());
+  }
 }
 
 // Reads `key` (or the first present alias) into `out` if present and not null; removes the key
@@ -323,6 +379,24 @@ inline void to_json(nlohmann::json& j, const ModelConfig& c) {
     j["v_head_dim"] = c.v_head_dim;
     j["rope_interleave"] = c.rope_interleave;
   }
+  if (c.partial_rotary_factor != 1.0) j["partial_rotary_factor"] = c.partial_rotary_factor;
+  if (c.linear_num_value_heads > 0) {
+    j["layer_types"] = c.layer_types;
+    if (c.layer_types.empty())
+      for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+        j["layer_types"].push_back(c.full_attention_layer(i) ? "full_attention" : "linear_attention");
+    j["linear_num_key_heads"] = c.linear_num_key_heads;
+    j["linear_num_value_heads"] = c.linear_num_value_heads;
+    j["linear_key_head_dim"] = c.linear_key_head_dim;
+    j["linear_value_head_dim"] = c.linear_value_head_dim;
+    j["linear_conv_kernel_dim"] = c.linear_conv_kernel_dim;
+  }
+  // HF's defaults ([] and 1) are left out, except for hybrid models, whose Mini-LLM config reads a
+  // missing mlp_only_layers as [0, 1, 2].
+  if (c.num_experts > 0 && (!c.mlp_only_layers.empty() || c.linear_num_value_heads > 0))
+    j["mlp_only_layers"] = c.mlp_only_layers;
+  if (c.num_experts > 0 && c.decoder_sparse_step != 1) j["decoder_sparse_step"] = c.decoder_sparse_step;
+  if (c.shared_expert_intermediate_size > 0) j["shared_expert_intermediate_size"] = c.shared_expert_intermediate_size;
   if (c.use_mtp) {
     j["use_mtp"] = true;
     j["mtp_loss_lambda"] = c.mtp_loss_lambda;
@@ -369,6 +443,17 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
   take(j, rest, {"qk_rope_head_dim"}, c.qk_rope_head_dim);
   take(j, rest, {"v_head_dim"}, c.v_head_dim);
   take(j, rest, {"rope_interleave"}, c.rope_interleave);
+  take(j, rest, {"partial_rotary_factor"}, c.partial_rotary_factor);
+  take(j, rest, {"layer_types"}, c.layer_types);
+  take(j, rest, {"full_attention_interval"}, c.full_attention_interval);
+  take(j, rest, {"linear_num_key_heads"}, c.linear_num_key_heads);
+  take(j, rest, {"linear_num_value_heads"}, c.linear_num_value_heads);
+  take(j, rest, {"linear_key_head_dim"}, c.linear_key_head_dim);
+  take(j, rest, {"linear_value_head_dim"}, c.linear_value_head_dim);
+  take(j, rest, {"linear_conv_kernel_dim"}, c.linear_conv_kernel_dim);
+  take(j, rest, {"mlp_only_layers"}, c.mlp_only_layers);
+  take(j, rest, {"decoder_sparse_step"}, c.decoder_sparse_step);
+  take(j, rest, {"shared_expert_intermediate_size"}, c.shared_expert_intermediate_size);
   take(j, rest, {"use_mtp"}, c.use_mtp);
   take(j, rest, {"mtp_loss_lambda"}, c.mtp_loss_lambda);
   rest.erase("qk_head_dim");  // derived: nope + rope
@@ -391,6 +476,7 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
     if (p.is_object()) {
       nlohmann::json ignored = p;
       take(p, ignored, {"rope_theta"}, c.rope_theta);
+      take(p, ignored, {"partial_rotary_factor"}, c.partial_rotary_factor);
       std::string type = "default";
       take(p, ignored, {"rope_type", "type"}, type);
       if (type != "default") c.rope_scaling = detail::rope_scaling_from_json(p);

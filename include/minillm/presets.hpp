@@ -243,6 +243,80 @@ struct deepseek_tiny {
   }
 };
 
+// Mini-LLM's mini_qwen3_next (162,164,376 parameters, counted with Mini-LLM's code): 768x12, every
+// 4th layer full attention (12 heads / 2 kv of 64, full rotary), the others Gated DeltaNet (6 key /
+// 12 value heads of 64, conv 4); layers 0-2 dense with ffn 2112, then 8 experts of 512 top-2 plus a
+// gated shared expert of 512; vocab 32004, tied.
+struct mini_qwen3_next {
+  using arch = minillm::arch::MiniQwen3Next;
+  using model = CausalLM<arch>;
+  static constexpr std::string_view name = "mini_qwen3_next";
+  static ModelConfig config() {
+    auto c = detail::make("mini_qwen3_next", arch::name, 768, 12, 12, 2, 2112);
+    c.head_dim = 64;
+    c.vocab_size = 32004;
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.max_position_embeddings = 512;
+    c.full_attention_interval = 4;
+    c.linear_num_key_heads = 6;
+    c.linear_num_value_heads = 12;
+    c.linear_key_head_dim = 64;
+    c.linear_value_head_dim = 64;
+    c.linear_conv_kernel_dim = 4;
+    c.mlp_only_layers = {0, 1, 2};
+    c.num_experts = 8;
+    c.num_experts_per_tok = 2;
+    c.moe_intermediate_size = 512;
+    c.shared_expert_intermediate_size = 512;
+    c.router_aux_loss_coef = 0.01;
+    return c;
+  }
+};
+
+// Mini-LLM's mini_llama3 (100,538,112 parameters): 768x12, 12 heads / 4 kv, ffn 2064, vocab 32004, tied.
+struct mini_llama3 {
+  using arch = minillm::arch::MiniLlama3;
+  using model = CausalLM<arch>;
+  static constexpr std::string_view name = "mini_llama3";
+  static ModelConfig config() {
+    auto c = detail::make("mini_llama3", arch::name, 768, 12, 12, 4, 2064);
+    c.vocab_size = 32004;
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.max_position_embeddings = 512;
+    return c;
+  }
+};
+
+// HF Qwen3-Next's design at a size that trains on a 2-core CPU in minutes: 256x4 (three Gated
+// DeltaNet layers, then full attention with partial rotary 0.25), 4 heads / 2 kv of 64, linear 2 key
+// / 4 value heads of 64, 4 experts of 256 top-2 + a gated shared expert of 256, vocab 6400.
+struct qwen3_next_tiny {
+  using arch = minillm::arch::Qwen3Next;
+  using model = CausalLM<arch>;
+  static constexpr std::string_view name = "qwen3_next_tiny";
+  static ModelConfig config() {
+    auto c = detail::make("qwen3_next", arch::name, 256, 4, 4, 2, 704);
+    c.head_dim = 64;
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.partial_rotary_factor = 0.25;
+    c.max_position_embeddings = 1024;
+    c.full_attention_interval = 4;
+    c.linear_num_key_heads = 2;
+    c.linear_num_value_heads = 4;
+    c.linear_key_head_dim = 64;
+    c.linear_value_head_dim = 64;
+    c.num_experts = 4;
+    c.num_experts_per_tok = 2;
+    c.moe_intermediate_size = 256;
+    c.shared_expert_intermediate_size = 256;
+    c.router_aux_loss_coef = 0.001;
+    return c;
+  }
+};
+
 }  // namespace minillm::presets
 
 namespace minillm {
@@ -258,4 +332,6 @@ using MiniMind3MoE = presets::minimind3_moe::model;
 using Llama3_2_1B = presets::llama3_2_1b::model;
 using Qwen3_0_6B = presets::qwen3_0_6b::model;
 using MiniDeepSeekV3 = presets::mini_deepseekv3::model;
+using MiniQwen3Next = presets::mini_qwen3_next::model;
+using MiniLlama3 = presets::mini_llama3::model;
 }  // namespace minillm

@@ -14,10 +14,12 @@
 namespace minillm {
 
 using Architectures = std::tuple<arch::Llama, arch::Qwen2, arch::Qwen3, arch::MiniMind3, arch::MiniMind2MoE, arch::MiniMind3MoE,
-                                 arch::Qwen3MoE, arch::ClassicNoPE, arch::DeepSeekV3, arch::MiniDeepSeekV3>;
+                                 arch::Qwen3MoE, arch::ClassicNoPE, arch::DeepSeekV3, arch::MiniDeepSeekV3, arch::Qwen3Next,
+                                 arch::MiniQwen3Next, arch::MiniLlama3>;
 using Presets = std::tuple<presets::tiny, presets::small, presets::medium, presets::moe, presets::minimind2_small,
                            presets::minimind2, presets::minimind2_moe, presets::minimind3, presets::minimind3_moe,
-                           presets::llama3_2_1b, presets::qwen3_0_6b, presets::mini_deepseekv3, presets::deepseek_tiny>;
+                           presets::llama3_2_1b, presets::qwen3_0_6b, presets::mini_deepseekv3, presets::deepseek_tiny,
+                           presets::mini_qwen3_next, presets::mini_llama3, presets::qwen3_next_tiny>;
 
 namespace detail {
 template <class Tuple>
@@ -50,10 +52,6 @@ inline void check_supported_hf_fields(const ModelConfig& c) {
     fail("hidden_act " + x["hidden_act"].dump());
   if (is("use_sliding_window", [](const auto& v) { return v.is_boolean() && v.template get<bool>(); }))
     fail("use_sliding_window: true");
-  if (is("mlp_only_layers", [](const auto& v) { return !(v.is_array() && v.empty()); }))
-    fail("mlp_only_layers " + x["mlp_only_layers"].dump() + " (dense layers between MoE layers)");
-  if (is("decoder_sparse_step", [](const auto& v) { return !(v.is_number_integer() && v.template get<int64_t>() == 1); }))
-    fail("decoder_sparse_step " + x["decoder_sparse_step"].dump());
 }
 }  // namespace detail
 
@@ -70,6 +68,9 @@ inline std::string resolve_architecture(const ModelConfig& c) {
   if (t == "qwen3_moe") return "qwen3_moe";
   if (t == "deepseek_v3") return "deepseek_v3";
   if (t == "mini_deepseekv3") return "mini_deepseekv3";
+  if (t == "qwen3_next") return "qwen3_next";
+  if (t == "mini_qwen3_next") return "mini_qwen3_next";
+  if (t == "mini_llama3") return "mini_llama3";
   if (t == "minimind") {
     const bool moe = c.extra.contains("use_moe") && c.extra["use_moe"].is_boolean() && c.extra["use_moe"].get<bool>();
     const bool mm2 = c.extra.contains("seq_aux") || c.extra.contains("scoring_func");
@@ -77,7 +78,7 @@ inline std::string resolve_architecture(const ModelConfig& c) {
     return moe ? "minimind3_moe" : "minimind3";
   }
   throw ConfigError("model_type \"" + t + "\" is not supported; supported: llama, mistral, qwen2, qwen3, qwen3_moe, minimind, " +
-                    "deepseek_v3, mini_deepseekv3 " +
+                    "deepseek_v3, mini_deepseekv3, qwen3_next, mini_qwen3_next, mini_llama3 " +
                     "(or set \"minillm_arch\" to one of: " + detail::join(architecture_names()) + ")");
 }
 

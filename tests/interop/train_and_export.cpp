@@ -11,7 +11,9 @@
 
 namespace {
 
-void train_and_export(minillm::ModelConfig cfg, const std::filesystem::path& dir) {
+// with_train_loss: also record the training-mode objective (lm + aux) on the same ids, for the
+// architectures whose reference computes the same objective.
+void train_and_export(minillm::ModelConfig cfg, const std::filesystem::path& dir, bool with_train_loss = false) {
   at::manual_seed(7);
   auto model = minillm::make_model(cfg);
   const auto batch = at::randint(0, cfg.vocab_size, {4, 32}, at::kLong);
@@ -33,6 +35,11 @@ void train_and_export(minillm::ModelConfig cfg, const std::filesystem::path& dir
   const auto logits = model->forward(ids).logits.contiguous();  // (2, 11, V)
   nlohmann::json j = {{"input_ids", std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel())},
                       {"shape", logits.sizes().vec()}};
+  if (with_train_loss) {
+    model->module().train();
+    j["train_loss"] = model->forward(ids, {.labels = ids}).loss.item<double>();
+    model->module().eval();
+  }
   std::ofstream(dir / "minillm_ids.json") << j.dump() << '\n';
   std::ofstream(dir / "minillm_logits.f32", std::ios::binary)
       .write(static_cast<const char*>(logits.data_ptr()), static_cast<std::streamsize>(logits.numel() * 4));
@@ -68,7 +75,7 @@ int main(int argc, char** argv) {
   try {
     train_and_export(small("llama", false), out / "llama");
     train_and_export(small("minimind3", true), out / "minimind3");
-    train_and_export(small("qwen3_moe", false), out / "qwen3_moe");
+    train_and_export(small("qwen3_moe", false), out / "qwen3_moe", true);
     auto mm3moe = small("minimind3_moe", true);
     mm3moe.num_experts_per_tok = 1;
     train_and_export(mm3moe, out / "minimind3_moe");
@@ -86,6 +93,25 @@ int main(int argc, char** argv) {
       if (!ds.use_mtp) ds.bias_update_speed = ds.seq_aux_alpha = 0.0;  // transformers trains neither
       train_and_export(ds, out / arch);
     }
+    // Qwen3-Next in HF's layout (3 linear + 1 full layer, partial rotary, a dense layer) and
+    // Mini-LLM's (fused experts, w1/w2/w3), and Mini-LLM's Llama-3.
+    for (const auto* arch : {"qwen3_next", "mini_qwen3_next"}) {
+      auto qn = minillm::preset_config("qwen3_next_tiny");
+      qn.architecture = arch;
+      qn.model_type = arch;
+      qn.vocab_size = 300;
+      qn.hidden_size = 64;
+      qn.head_dim = 16;
+      qn.linear_key_head_dim = qn.linear_value_head_dim = 16;
+      qn.moe_intermediate_size = qn.shared_expert_intermediate_size = 32;
+      qn.mlp_only_layers = {2};
+      qn.partial_rotary_factor = std::string_view(arch) == "qwen3_next" ? 0.25 : 1.0;  // Mini-LLM turns whole heads
+      qn.tie_word_embeddings = std::string_view(arch) == "mini_qwen3_next";
+      train_and_export(qn, out / arch, true);
+    }
+    auto llama3 = small("mini_llama3", true);
+    llama3.model_type = "mini_llama3";
+    train_and_export(llama3, out / "mini_llama3", true);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

@@ -1,6 +1,8 @@
 // Causal self-attention with grouped key/value heads: MHA when num_key_value_heads equals
 // num_attention_heads, GQA in between, MQA at one kv head. Optional per-head RMS "QK-norm" before
-// the rotary embedding (Qwen3, MiniMind-3) and optional biases on the q/k/v projections (Qwen2).
+// the rotary embedding (Qwen3, MiniMind-3), optional biases on the q/k/v projections (Qwen2), and an
+// optional per-element output gate (Qwen3-Next's gated attention: q_proj also yields, per head, a
+// gate g after the query; the heads' output is multiplied by sigmoid(g) before o_proj).
 // Parameter names are HF's: q_proj, k_proj, v_proj, o_proj, q_norm, k_norm.
 #pragma once
 
@@ -14,8 +16,9 @@ namespace minillm::attention {
 
 enum class QKNorm { off, on };
 enum class QKVBias { off, on };
+enum class OutputGate { off, on };
 
-template <NormPolicy Norm, PositionPolicy Position, QKNorm Q, QKVBias B>
+template <NormPolicy Norm, PositionPolicy Position, QKNorm Q, QKVBias B, OutputGate G>
 class GroupedQueryAttentionImpl : public torch::nn::Module {
   using NormModule = typename Norm::module;
 
@@ -27,7 +30,8 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
         head_dim_(c.resolved_head_dim()) {
     const double std = c.initializer_range;
     constexpr bool bias = B == QKVBias::on;
-    q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_, bias, std, options));
+    constexpr int64_t q_parts = G == OutputGate::on ? 2 : 1;  // per head: query, then gate
+    q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_ * q_parts, bias, std, options));
     k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, bias, std, options));
     v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads_ * head_dim_, bias, std, options));
     o_proj = register_module("o_proj", Linear(heads_ * head_dim_, c.hidden_size, false, std, options));
@@ -39,7 +43,14 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
 
   at::Tensor forward(const at::Tensor& x, const AttentionContext& ctx) {  // x: (B, T, C)
     const int64_t b = x.size(0), t = x.size(1);
-    auto q = q_proj->forward(x).view({b, t, heads_, head_dim_});     // (B, T, H, D)
+    at::Tensor q, gate;
+    if constexpr (G == OutputGate::on) {
+      const auto qg = q_proj->forward(x).view({b, t, heads_, 2 * head_dim_});  // (B, T, H, 2D)
+      q = qg.narrow(-1, 0, head_dim_);                                          // (B, T, H, D)
+      gate = qg.narrow(-1, head_dim_, head_dim_).reshape({b, t, heads_ * head_dim_});
+    } else {
+      q = q_proj->forward(x).view({b, t, heads_, head_dim_});  // (B, T, H, D)
+    }
     auto k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // (B, T, Hkv, D)
     auto v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});  // (B, T, Hkv, D)
     if constexpr (Q == QKNorm::on) {
@@ -54,8 +65,9 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
       k = kv[0];  // (B, Hkv, S, D)
       v = kv[1];
     }
-    const auto out = attend(q, k, v, ctx.mask, ctx.kernel);                       // (B, H, T, D)
-    return o_proj->forward(out.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));  // (B, T, C)
+    auto out = attend(q, k, v, ctx.mask, ctx.kernel).transpose(1, 2).reshape({b, t, heads_ * head_dim_});  // (B, T, H*D)
+    if constexpr (G == OutputGate::on) out = out * at::sigmoid(gate);
+    return o_proj->forward(out);  // (B, T, C)
   }
 
   // The cache keeps every token's keys and values: 2 * Hkv * head_dim numbers per token and layer.
@@ -71,15 +83,19 @@ class GroupedQueryAttentionImpl : public torch::nn::Module {
   int64_t layer_, heads_, kv_heads_, head_dim_;
 };
 
-template <QKNorm Q = QKNorm::off, QKVBias B = QKVBias::off>
+template <QKNorm Q = QKNorm::off, QKVBias B = QKVBias::off, OutputGate G = OutputGate::off>
 struct GroupedQuery {
   using policy_category = attention_tag;
   template <NormPolicy Norm, PositionPolicy Position>
-  using module = GroupedQueryAttentionImpl<Norm, Position, Q, B>;
+  using module = GroupedQueryAttentionImpl<Norm, Position, Q, B, G>;
 };
+
+// Qwen3-Next's full-attention layers: QK-norm, output gate, partial rotary (from the config).
+using Gated = GroupedQuery<QKNorm::on, QKVBias::off, OutputGate::on>;
 
 static_assert(AttentionPolicy<GroupedQuery<QKNorm::off>, norm::RMSNormHF, position::RoPE>);
 static_assert(AttentionPolicy<GroupedQuery<QKNorm::on>, norm::RMSNormMiniMind3, position::RoPE>);
 static_assert(AttentionPolicy<GroupedQuery<QKNorm::off, QKVBias::on>, norm::RMSNormHF, position::RoPE>);
+static_assert(AttentionPolicy<Gated, norm::ZeroCenteredRMSNorm, position::RoPE>);
 
 }  // namespace minillm::attention

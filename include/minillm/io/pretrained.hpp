@@ -34,6 +34,8 @@ struct CheckpointLayout {
   std::vector<std::pair<std::string, std::string>> config_fields;  // (ours, theirs)
   nlohmann::json config_constants = nlohmann::json::object();      // fields their loader needs, as they are
   std::string class_name;                                          // config.json "architectures"
+  // Routed experts stored fused per layer: experts.gate_up_proj (E, 2I, C), experts.down_proj (E, C, I).
+  bool fused_experts = false;
 };
 
 // The layout an architecture's checkpoints use, or nullptr for HF's names.
@@ -68,6 +70,15 @@ inline const CheckpointLayout* checkpoint_layout(std::string_view architecture) 
         .config_constants = {{"use_noaux_load_balance", true}, {"attention_bias", false}},
         .class_name = "MiniDeepSeekV3ForCausalLM"};
     return &mini_llm;
+  }
+  if (architecture == "mini_qwen3_next" || architecture == "mini_llama3") {
+    // Mini-LLM (mini_models/ffn/swiglu.py; mini_qwen3_next's experts are fused parameters).
+    static const CheckpointLayout qwen3_next{.segments = {{"gate_proj", "w1"}, {"down_proj", "w2"}, {"up_proj", "w3"}},
+                                             .class_name = "MiniQwen3NextForCausalLM",
+                                             .fused_experts = true};
+    static const CheckpointLayout llama3{.segments = {{"gate_proj", "w1"}, {"down_proj", "w2"}, {"up_proj", "w3"}},
+                                         .class_name = "MiniLlama3ForCausalLM"};
+    return architecture == "mini_llama3" ? &llama3 : &qwen3_next;
   }
   return nullptr;
 }
@@ -128,6 +139,38 @@ inline void split_fused_experts(std::map<std::string, at::Tensor>& t) {
     }
     t.erase(k);
   }
+}
+
+// The inverse of split_fused_experts, on our names: each layer's experts.N.{gate,up,down}_proj.weight
+// become experts.gate_up_proj (E, 2I, C) and experts.down_proj (E, C, I), in place of the first.
+inline void fuse_experts(io::NamedTensors& tensors) {
+  static const std::regex expert(R"((.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$)");
+  std::map<std::string, std::map<std::string, std::vector<at::Tensor>>> layers;  // prefix -> part -> per expert
+  io::NamedTensors out;
+  for (auto& [k, v] : tensors) {
+    std::smatch m;
+    if (!std::regex_match(k, m, expert)) {
+      out.emplace_back(k, v);
+      continue;
+    }
+    auto& parts = layers[m[1]];
+    const bool first = parts.empty();
+    auto& list = parts[m[3]];
+    const auto e = static_cast<size_t>(std::stoll(m[2]));
+    if (list.size() <= e) list.resize(e + 1);
+    list[e] = v;
+    if (first) out.emplace_back(std::string(m[1]) + ".gate_up_proj", at::Tensor());  // filled below
+  }
+  for (auto& [k, v] : out) {
+    if (v.defined()) continue;
+    const auto prefix = k.substr(0, k.size() - std::string(".gate_up_proj").size());
+    auto& parts = layers.at(prefix);
+    std::vector<at::Tensor> gate_up;
+    for (size_t e = 0; e < parts["gate_proj"].size(); ++e) gate_up.push_back(at::cat({parts["gate_proj"][e], parts["up_proj"][e]}, 0));
+    v = at::stack(gate_up);  // (E, 2I, C)
+  }
+  for (auto& [prefix, parts] : layers) out.emplace_back(prefix + ".down_proj", at::stack(parts["down_proj"]));  // (E, C, I)
+  tensors = std::move(out);
 }
 
 // Compares the parameter shapes `cfg` implies (the model built on the meta device: no memory) with
@@ -238,6 +281,7 @@ inline std::pair<std::string, std::string> hf_export(std::string_view arch) {
   if (arch == "qwen3" || arch == "minimind3") return {"qwen3", "Qwen3ForCausalLM"};
   if (arch == "qwen3_moe" || arch == "minimind3_moe") return {"qwen3_moe", "Qwen3MoeForCausalLM"};
   if (arch == "minimind2_moe") return {"minimind", "MiniMindForCausalLM"};
+  if (arch == "qwen3_next") return {"qwen3_next", "Qwen3NextForCausalLM"};
   return {"minillm", ""};
 }
 
@@ -269,8 +313,12 @@ inline void save_pretrained(AnyCausalLM& model, const std::filesystem::path& dir
   j["torch_dtype"] = dtype_name;  // transformers 4
   io::write_text_file_atomic(dir / "config.json", j.dump(2) + "\n");
   io::NamedTensors tensors;
-  for (const auto& p : model.module().named_parameters())
-    tensors.emplace_back(layout != nullptr ? detail::rename_segments(p.key(), *layout, true) : p.key(), p.value().to(dtype));
+  for (const auto& p : model.module().named_parameters()) tensors.emplace_back(p.key(), p.value().to(dtype));
+  if (layout != nullptr) {
+    if (layout->fused_experts) detail::fuse_experts(tensors);
+    for (auto& [k, v] : tensors)
+      if (!k.ends_with(".experts.gate_up_proj") && !k.ends_with(".experts.down_proj")) k = detail::rename_segments(k, *layout, true);
+  }
   io::save_safetensors_dir(dir, tensors, max_shard_bytes);
 }
 

@@ -1,21 +1,26 @@
 // Mixture-of-experts feed-forward: a router picks k of num_experts routed experts per token and
-// mixes their outputs by the router weights; n_shared_experts always-on experts are added
-// unweighted. Parameter names follow MiniMind/HF: mlp.gate.weight,
-// mlp.experts.N.{gate,up,down}_proj.weight, and the shared experts either as a list
-// (MiniMind2: mlp.shared_experts.N.*) or as one expert n_shared_experts times as wide (DeepSeek:
-// mlp.shared_experts.*; the same function, since SwiGLU sums over its intermediate units).
+// mixes their outputs by the router weights; always-on shared experts are added. Parameter names
+// follow MiniMind/HF: mlp.gate.weight, mlp.experts.N.{gate,up,down}_proj.weight, and the shared
+// experts as
+//   SharedExperts::list      n_shared_experts experts, added unweighted (MiniMind2: mlp.shared_experts.N.*)
+//   SharedExperts::one_wide  one expert n_shared_experts times as wide (DeepSeek: mlp.shared_experts.*;
+//                            the same function, since SwiGLU sums over its intermediate units)
+//   SharedExperts::gated     one expert of shared_expert_intermediate_size scaled per token by
+//                            sigmoid(shared_expert_gate(x)) (Qwen3-Next: mlp.shared_expert.*,
+//                            mlp.shared_expert_gate.weight)
 #pragma once
 
 #include <utility>
 #include <vector>
 
 #include "minillm/concepts.hpp"
+#include "minillm/core/layers.hpp"
 #include "minillm/ffn/swiglu.hpp"
 #include "minillm/moe/softmax_topk.hpp"
 
 namespace minillm::moe {
 
-enum class SharedExperts { list, one_wide };
+enum class SharedExperts { list, one_wide, gated };
 
 template <RouterPolicy Router, ExpertPolicy Expert, SharedExperts S>
 class MixtureOfExpertsImpl : public torch::nn::Module {
@@ -31,7 +36,15 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
       experts.push_back(make());
       experts_list->push_back(experts.back());
     }
-    if (c.n_shared_experts > 0 && S == SharedExperts::one_wide) {
+    if constexpr (S == SharedExperts::gated) {
+      if (c.shared_expert_intermediate_size > 0) {
+        shared.push_back(register_module("shared_expert", std::make_shared<ExpertModule>(
+                                                              c.hidden_size, c.shared_expert_intermediate_size,
+                                                              c.initializer_range, options)));
+        shared_expert_gate =
+            register_module("shared_expert_gate", Linear(c.hidden_size, 1, false, c.initializer_range, options));
+      }
+    } else if (c.n_shared_experts > 0 && S == SharedExperts::one_wide) {
       shared.push_back(register_module("shared_experts", std::make_shared<ExpertModule>(
                                                              c.hidden_size, inter * c.n_shared_experts, c.initializer_range, options)));
     } else if (c.n_shared_experts > 0) {
@@ -64,7 +77,10 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
     if (is_training()) load_ = counts;  // left on the device: the trainer reads it after the step
     // The sorted-token batching reads the counts back once.
     auto y = every ? every_expert(flat, routing) : routed(flat, routing, counts.cpu());
-    for (auto& s : shared) y = y + s->forward(flat);
+    for (auto& s : shared) {
+      if (shared_expert_gate) y = y + at::sigmoid(shared_expert_gate->forward(flat)) * s->forward(flat);
+      else y = y + s->forward(flat);
+    }
     return y.view({b, t, c});
   }
 
@@ -75,8 +91,15 @@ class MixtureOfExpertsImpl : public torch::nn::Module {
   // Tokens each routed expert got in the last training forward: int64 (E).
   const at::Tensor& expert_load() const { return load_; }
 
+  // The model's aux loss from its MoE layers' aux_loss() values: the router's rule, else their sum.
+  static at::Tensor combine_aux(const std::vector<at::Tensor>& layers) {
+    if constexpr (requires { Router::module::combine_aux(layers); }) return Router::module::combine_aux(layers);
+    else return at::stack(layers).sum();
+  }
+
   std::shared_ptr<typename Router::module> gate;
   std::vector<std::shared_ptr<ExpertModule>> experts, shared;
+  Linear shared_expert_gate{nullptr};  // SharedExperts::gated only
 
  private:
   // Up to this many tokens (decode steps), inference runs every expert on every token and weights
@@ -138,6 +161,8 @@ struct MixtureOfExperts {
     if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_experts)
       config_fail("num_experts_per_tok (", c.num_experts_per_tok, ") must be between 1 and num_experts (", c.num_experts, ")");
     if (c.n_shared_experts < 0) config_fail("n_shared_experts (", c.n_shared_experts, ") must not be negative");
+    if (c.shared_expert_intermediate_size < 0)
+      config_fail("shared_expert_intermediate_size (", c.shared_expert_intermediate_size, ") must not be negative");
     if (c.moe_intermediate_size < 0)
       config_fail("moe_intermediate_size (", c.moe_intermediate_size, ") must be positive, or 0 for intermediate_size");
     if (!(c.router_aux_loss_coef >= 0.0))

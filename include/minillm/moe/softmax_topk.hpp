@@ -5,13 +5,22 @@
 //                      E * sum_{slot,e} mean_tokens(onehot(idx)[slot,e]) * mean_tokens(p[e])
 //   AuxLoss::sequence  MiniMind2 (seq_aux=True): per sequence b,
 //                      sum_e count_b(e) / (T*k/E) * mean_t p[b,t,e], averaged over b
+//   AuxLoss::balanced  Mini-LLM's Qwen3-Next: the batch form times 1/k (1 at perfect balance),
+//                      averaged over the MoE layers
+//   AuxLoss::pooled    HF Qwen3-MoE / Qwen3-Next (transformers 5 load_balancing_loss_func): the
+//                      batch form over the tokens of all MoE layers pooled, on the probabilities
+//                      softmaxed a second time (HF's router hands out probabilities, which the
+//                      loss function takes for logits)
+// The batch and sequence forms are summed over layers; combine_aux says how each form joins.
 #pragma once
+
+#include <vector>
 
 #include "minillm/concepts.hpp"
 
 namespace minillm::moe {
 
-enum class AuxLoss { batch, sequence };
+enum class AuxLoss { batch, sequence, balanced, pooled };
 
 template <AuxLoss A>
 class SoftmaxTopKImpl : public torch::nn::Module {
@@ -33,12 +42,18 @@ class SoftmaxTopKImpl : public torch::nn::Module {
     return {w.to(x.scalar_type()), idx, probs};
   }
 
-  // Routing of batch * seq tokens (row-major) -> scalar loss (already scaled by the coefficient).
+  // Routing of batch * seq tokens (row-major) -> this layer's share, already scaled by the
+  // coefficient: a scalar, or for the pooled form (k + 1, E): the scaled share of choices per
+  // expert (k rows, one per choice rank) and the mean probability per expert (last row).
   at::Tensor aux_loss(const Routing& r, int64_t batch, int64_t seq) {
     const auto e = static_cast<double>(experts_);
-    if constexpr (A == AuxLoss::batch) {
+    if constexpr (A == AuxLoss::batch || A == AuxLoss::balanced) {
       const auto load = at::one_hot(r.indices, experts_).to(at::kFloat).mean(0);  // (k, E)
-      return (load * r.probs.mean(0)).sum() * e * coef_;
+      const double per_choice = A == AuxLoss::balanced ? 1.0 / static_cast<double>(top_k_) : 1.0;
+      return (load * r.probs.mean(0)).sum() * e * coef_ * per_choice;
+    } else if constexpr (A == AuxLoss::pooled) {
+      const auto load = at::one_hot(r.indices, experts_).to(at::kFloat).mean(0);  // (k, E)
+      return at::cat({load * (e * coef_), at::softmax(r.probs, -1).mean(0, /*keepdim=*/true)}, 0);  // (k + 1, E)
     } else {
       const auto per_seq = r.indices.view({batch, seq * top_k_});                 // (B, T*k)
       const auto counts = at::zeros({batch, experts_}, r.probs.options())
@@ -46,6 +61,18 @@ class SoftmaxTopKImpl : public torch::nn::Module {
       const auto ce = counts / (static_cast<double>(seq * top_k_) / e);
       const auto mean_p = r.probs.view({batch, seq, experts_}).mean(1);           // (B, E)
       return (ce * mean_p).sum(1).mean() * coef_;
+    }
+  }
+
+  // The whole model's aux loss from its MoE layers' shares (in layer order).
+  static at::Tensor combine_aux(const std::vector<at::Tensor>& layers) {
+    if constexpr (A == AuxLoss::pooled) {
+      const auto mean = at::stack(layers).mean(0);  // (k + 1, E)
+      const int64_t k = mean.size(0) - 1;
+      return (mean.narrow(0, 0, k) * mean.narrow(0, k, 1)).sum();
+    } else {
+      const auto total = at::stack(layers).sum();
+      return A == AuxLoss::balanced ? total / static_cast<double>(layers.size()) : total;
     }
   }
 
@@ -64,5 +91,6 @@ struct SoftmaxTopK {
 };
 static_assert(RouterPolicy<SoftmaxTopK<AuxLoss::batch>>);
 static_assert(RouterPolicy<SoftmaxTopK<AuxLoss::sequence>>);
+static_assert(RouterPolicy<SoftmaxTopK<AuxLoss::pooled>>);
 
 }  // namespace minillm::moe

@@ -47,10 +47,31 @@ struct RMSNorm {
   using module = RMSNormImpl<R>;
 };
 
+// Zero-centred RMSNorm (Qwen3-Next, Mini-LLM): (1 + w) * norm(x), all in fp32, then cast; w starts
+// at zero, so weight decay pulls the gain towards 1 rather than 0.
+class ZeroCenteredRMSNormImpl : public RMSNormImpl<Rounding::multiply_then_cast> {
+ public:
+  ZeroCenteredRMSNormImpl(int64_t dim, double eps, const at::TensorOptions& options)
+      : RMSNormImpl<Rounding::multiply_then_cast>(dim, eps, options) {
+    at::NoGradGuard no_grad;
+    weight.zero_();
+  }
+
+  at::Tensor forward(const at::Tensor& x) {  // (..., dim)
+    return ((weight.to(at::kFloat) + 1.0) * normalized(x.to(at::kFloat))).to(x.scalar_type());
+  }
+};
+
+struct ZeroCenteredRMSNorm {
+  using policy_category = norm_tag;
+  using module = ZeroCenteredRMSNormImpl;
+};
+
 using RMSNormHF = RMSNorm<Rounding::cast_then_multiply>;
 using RMSNormMiniMind3 = RMSNorm<Rounding::multiply_then_cast>;
 
 static_assert(NormPolicy<RMSNormHF>);
 static_assert(NormPolicy<RMSNormMiniMind3>);
+static_assert(NormPolicy<ZeroCenteredRMSNorm>);
 
 }  // namespace minillm::norm

@@ -64,7 +64,11 @@ class RoPEImpl : public torch::nn::Module {
   // rotate_half(x) * sin with rotate_half(x) = (-x2, x1) is computed as x * cos + (x2, x1) * (-s1, s2):
   // the same products to the bit (negation is exact), one kernel fewer, the sign folded into the
   // table once per forward.
+  // With partial rotary (tables narrower than the head) only the head's leading dimensions turn.
   static at::Tensor rotate(const at::Tensor& x, const PositionEncoding& pe) {
+    const int64_t turned = pe.cos.size(-1);
+    if (turned < x.size(-1))
+      return at::cat({rotate(x.narrow(-1, 0, turned), pe), x.narrow(-1, turned, x.size(-1) - turned)}, -1);
     const auto [cos, signed_sin] = pe.for_heads(x.scalar_type());  // (B, T, 1, D)
     const int64_t half = x.size(-1) / 2;
     const auto swapped = x.unflatten(-1, {2, half}).flip(-2).flatten(-2);  // (x2, x1)
@@ -81,8 +85,10 @@ struct RoPE {
   using module = RoPEImpl;
   static void validate(const ModelConfig& c) {
     if (c.rotary_dim() % 2 != 0)
-      detail::config_fail(c.qk_rope_head_dim > 0 ? "qk_rope_head_dim (" : "head_dim (", c.rotary_dim(),
+      detail::config_fail(c.qk_rope_head_dim > 0 ? "qk_rope_head_dim (" : "the rotary part of head_dim (", c.rotary_dim(),
                           ") must be even for rotary position embedding");
+    if (c.rotary_dim() <= 0)
+      detail::config_fail("head_dim x partial_rotary_factor (", c.rotary_dim(), ") must be at least 2 rotary dimensions");
   }
 };
 static_assert(PositionPolicy<RoPE>);
