@@ -24,8 +24,8 @@ echo "$out" | grep -Eq '"aux_loss":[0-9.e-]+,"lm_loss":[0-9.e-]+,"loss":' || fai
   --batch-size 2 --seq-len 160 --steps 2 --eval-interval 0 --log-interval 1 >"$work/sft.log" 2>&1 || fail "sft: $(cat "$work/sft.log")"
 sft="$work/sft/checkpoint-00000002"
 
-out=$("$tools/minillm-chat" --model "$sft" --prompt "hello" --max-new-tokens 8 --temperature 0) || fail "chat: $out"
-[ -n "$out" ] || fail "chat printed nothing"
+out=$("$tools/minillm-chat" --model "$sft" --prompt "hello" --max-new-tokens 8 --temperature 0 2>&1) || fail "chat: $out"
+echo "$out" | grep -q 'tokens/s' || fail "chat did not generate: $out"
 
 "$tools/minillm-serve" --model "$sft" --port 0 --max-new-tokens 8 --threads 1 >"$work/server.log" 2>&1 &
 pid=$!
