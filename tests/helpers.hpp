@@ -81,6 +81,15 @@ inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
+// A fixture's input_ids (a list of equal-length rows) as a (B, T) int64 tensor.
+inline at::Tensor ids_of(const nlohmann::json& rows_json) {
+  const auto rows = rows_json.get<std::vector<std::vector<int64_t>>>();
+  auto ids = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kLong);
+  for (size_t b = 0; b < rows.size(); ++b)
+    for (size_t t = 0; t < rows[b].size(); ++t) ids[static_cast<int64_t>(b)][static_cast<int64_t>(t)] = rows[b][t];
+  return ids;
+}
+
 // tests/data (copied fixtures; the suite needs nothing outside the repository).
 inline std::filesystem::path data_dir() { return MINILLM_TEST_DATA_DIR; }
 

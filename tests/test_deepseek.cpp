@@ -15,14 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-at::Tensor ids_of(const json& rows_json) {
-  const auto rows = rows_json.get<std::vector<std::vector<int64_t>>>();
-  auto ids = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kLong);
-  for (size_t b = 0; b < rows.size(); ++b)
-    for (size_t t = 0; t < rows[b].size(); ++t) ids[static_cast<int64_t>(b)][static_cast<int64_t>(t)] = rows[b][t];
-  return ids;
-}
-
 // A router over 8 experts in 4 groups whose gate computes logits = x (C = E = 8, W = identity).
 ModelConfig router_config() {
   auto c = test::small_config("mini_deepseekv3");
@@ -206,7 +198,7 @@ TEST_CASE("deepseek: Mini-LLM's training objective and router biases after one t
     auto model = load_pretrained(dir);  // fresh: the training forward moves the biases
     REQUIRE(model->config().use_mtp);
     model->module().train();
-    const auto ids = ids_of(c["input_ids"]);
+    const auto ids = test::ids_of(c["input_ids"]);
     const auto out = model->forward(ids, {.labels = ids});
     const auto& ref = c["train_mode"];
     CHECK(out.loss.item<double>() == doctest::Approx(ref["loss"].get<double>()).epsilon(2e-5));

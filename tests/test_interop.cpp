@@ -229,10 +229,7 @@ TEST_CASE("parity: logits and greedy tokens match the reference implementations'
     at::NoGradGuard g;
     const auto expected = json::parse(std::ifstream(dir / "expected.json"));
     for (const auto& c : expected["cases"]) {
-      const auto rows = c["input_ids"].get<std::vector<std::vector<int64_t>>>();
-      auto ids = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kLong);
-      for (size_t b = 0; b < rows.size(); ++b)
-        for (size_t t = 0; t < rows[b].size(); ++t) ids[b][t] = rows[b][t];
+      const auto ids = test::ids_of(c["input_ids"]);
       const auto ref = read_logits(dir / c["logits_file"].get<std::string>(), c["logits_shape"].get<std::vector<int64_t>>());
       const double diff = test::max_abs_diff(model->forward(ids).logits, ref);
       MESSAGE(dir.filename().string() << " " << c["logits_file"].get<std::string>() << ": max |diff| = " << diff);

@@ -13,14 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-at::Tensor ids_of(const json& rows_json) {
-  const auto rows = rows_json.get<std::vector<std::vector<int64_t>>>();
-  auto ids = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kLong);
-  for (size_t b = 0; b < rows.size(); ++b)
-    for (size_t t = 0; t < rows[b].size(); ++t) ids[static_cast<int64_t>(b)][static_cast<int64_t>(t)] = rows[b][t];
-  return ids;
-}
-
 // Random inputs of the delta rule as the layer makes them: L2-normalised q and k, beta in (0, 1),
 // log decays g < 0.
 struct DeltaInputs {
@@ -162,7 +154,7 @@ TEST_CASE("qwen3_next: transformers' training objective (lm + coef * pooled aux 
   auto model = load_pretrained(dir);
   model->module().train();
   for (const auto& c : expected["cases"]) {
-    const auto ids = ids_of(c["input_ids"]);
+    const auto ids = test::ids_of(c["input_ids"]);
     CAPTURE(ids.sizes());
     const auto out = model->forward(ids, {.labels = ids});
     const auto& ref = c["train_mode"];

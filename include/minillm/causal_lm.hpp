@@ -208,8 +208,8 @@ class CausalLMImpl : public torch::nn::Module {
     const auto positions = opt.position_ids.defined() ? opt.position_ids
                                                       : default_positions(opt.attention_mask, b, t, past, input_ids.device());
     ctx.position = model->rotary_emb->encode(positions);
-    ctx.positions = positions;
-    ctx.restarts = opt.position_ids.defined() || (opt.attention_mask.defined() && opt.attention_mask.dim() == 2);
+    if (opt.position_ids.defined() || (opt.attention_mask.defined() && opt.attention_mask.dim() == 2))
+      ctx.restarts = positions.eq(0);  // once for every layer that keeps state
 
     CausalLMOutput out;
     out.hidden = model->forward(input_ids, ctx);  // (B, T, C), before the final norm

@@ -176,8 +176,9 @@ class KVCache {
 
 struct AttentionContext {
   PositionEncoding position;
-  at::Tensor positions;   // (B, T) int64: each token's position
-  bool restarts = false;  // positions may restart at 0 within a row (packed documents, left padding)
+  // Bool (B, T): tokens at position 0, where a document begins (packed rows, left padding);
+  // undefined when positions only count up from the cache.
+  at::Tensor restarts;
   // Boolean (B, 1, T, S), true = may attend; already includes causality. Undefined means plain
   // causal attention over S keys whose last T are the queries.
   at::Tensor mask;

@@ -78,7 +78,7 @@ class GatedDeltaNetImpl : public torch::nn::Module {
                                 qkvz.narrow(-1, 2 * key_dim_, per_key * value_dim_).reshape({b, t, -1})},
                                -1);  // (B, T, D): all q, all k, all v
 
-    const auto restarts = ctx.restarts ? ctx.positions.eq(0) : at::Tensor();  // (B, T)
+    const auto& restarts = ctx.restarts;  // (B, T) or undefined
     auto* state = ctx.cache != nullptr ? &ctx.cache->state(layer_) : nullptr;
     const auto conv = short_convolution(mixed.transpose(1, 2), state ? &(*state)[0] : nullptr, restarts)
                           .transpose(1, 2);  // (B, T, D)
