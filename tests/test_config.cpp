@@ -78,14 +78,21 @@ TEST_CASE("config: registry resolves model_type to an architecture") {
   CHECK(from(R"({"model_type":"llama","minillm_arch":"classic_nope"})") == "classic_nope");
   CHECK(from(R"({"model_type":"qwen3_moe","num_local_experts":4,"mlp_only_layers":[],"decoder_sparse_step":1,
                  "hidden_act":"silu","attention_bias":false})") == "qwen3_moe");
+  // Dense layers between MoE layers: qwen3_moe chooses its feed-forward per layer.
+  CHECK(from(R"({"model_type":"qwen3_moe","mlp_only_layers":[0]})") == "qwen3_moe");
+  CHECK(from(R"({"model_type":"qwen3_moe","decoder_sparse_step":2})") == "qwen3_moe");
   // Features that change the math and that no architecture implements are refused, not ignored.
   for (const char* bad : {R"({"model_type":"llama","attention_bias":true})", R"({"model_type":"llama","hidden_act":"gelu"})",
-                          R"({"model_type":"qwen3","use_sliding_window":true})",
-                          R"({"model_type":"qwen3_moe","mlp_only_layers":[0]})",
-                          R"({"model_type":"qwen3_moe","decoder_sparse_step":2})"}) {
+                          R"({"model_type":"qwen3","use_sliding_window":true})"}) {
     CAPTURE(bad);
     CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([&] { from(bad); }), "is not supported");
   }
+  // An architecture with one feed-forward kind refuses them when the model is built.
+  CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([&] {
+                           auto c = json::parse(R"({"model_type":"qwen3","mlp_only_layers":[0]})").get<ModelConfig>();
+                           minillm::make_model(c, at::TensorOptions().device(at::kMeta));
+                         }),
+                         "mlp_only_layers");
   const auto msg = test::message_of<ConfigError>([&] { from(R"({"model_type":"gpt9"})"); });
   CHECK_MESSAGE_CONTAINS(msg, "model_type \"gpt9\" is not supported");
   CHECK_MESSAGE_CONTAINS(test::message_of<ConfigError>([] { minillm::preset_config("huge"); }),

@@ -115,6 +115,13 @@ struct ModelConfig {
     if (!layer_types.empty()) return layer_types.at(static_cast<size_t>(layer)) == "full_attention";
     return (layer + 1) % full_attention_interval == 0;
   }
+  // The layer_types full_attention_interval implies (what configs written for HF spell out).
+  std::vector<std::string> interval_layer_types() const {
+    std::vector<std::string> types;
+    for (int64_t i = 0; i < num_hidden_layers && full_attention_interval > 0; ++i)
+      types.push_back((i + 1) % full_attention_interval == 0 ? "full_attention" : "linear_attention");
+    return types;
+  }
   int64_t resolved_moe_intermediate_size() const {
     return moe_intermediate_size > 0 ? moe_intermediate_size : intermediate_size;
   }
@@ -381,10 +388,8 @@ inline void to_json(nlohmann::json& j, const ModelConfig& c) {
   }
   if (c.partial_rotary_factor != 1.0) j["partial_rotary_factor"] = c.partial_rotary_factor;
   if (c.linear_num_value_heads > 0) {
-    j["layer_types"] = c.layer_types;
-    if (c.layer_types.empty())
-      for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-        j["layer_types"].push_back(c.full_attention_layer(i) ? "full_attention" : "linear_attention");
+    j["layer_types"] = c.layer_types.empty() ? c.interval_layer_types() : c.layer_types;
+    if (c.full_attention_interval != 4) j["full_attention_interval"] = c.full_attention_interval;
     j["linear_num_key_heads"] = c.linear_num_key_heads;
     j["linear_num_value_heads"] = c.linear_num_value_heads;
     j["linear_key_head_dim"] = c.linear_key_head_dim;
@@ -446,6 +451,8 @@ inline void from_json(const nlohmann::json& j, ModelConfig& c) {
   take(j, rest, {"partial_rotary_factor"}, c.partial_rotary_factor);
   take(j, rest, {"layer_types"}, c.layer_types);
   take(j, rest, {"full_attention_interval"}, c.full_attention_interval);
+  // One spelling per model: an explicit list that the interval implies is kept as the interval.
+  if (!c.layer_types.empty() && c.layer_types == c.interval_layer_types()) c.layer_types.clear();
   take(j, rest, {"linear_num_key_heads"}, c.linear_num_key_heads);
   take(j, rest, {"linear_num_value_heads"}, c.linear_num_value_heads);
   take(j, rest, {"linear_key_head_dim"}, c.linear_key_head_dim);
